@@ -1,0 +1,196 @@
+"""Settings: flag > environment (`FASTVLM_HYBRID_*`) > config file > defaults.
+
+The config file is TOML or YAML, found at `--config`, `$FASTVLM_HYBRID_CONFIG`, or
+`$FASTVLM_HYBRID_HOME/config.{toml,yaml,yml}`. A few well-known variables are read too:
+`GEMINI_API_KEY`/`GOOGLE_API_KEY` and `GOOGLE_GEMINI_BASE_URL`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigurationError
+from .types import Mode
+
+ENV_PREFIX = "FASTVLM_HYBRID_"
+
+
+def default_home() -> Path:
+    env = os.environ.get(ENV_PREFIX + "HOME")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("fastvlm-hybrid", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Every setting of the package. Field names map to `FASTVLM_HYBRID_<NAME>` variables."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", populate_by_name=True)
+
+    home: Path = Field(default_factory=default_home, description="cache, audit log and models live here")
+    default_mode: Mode = Mode.AUTO
+
+    # local side
+    local_model: str = Field("fastvlm-0.5b", description="catalogue name or a model directory")
+    local_backend: str = Field("auto", description="auto (MLX on Apple Silicon, else PyTorch), fastvlm, mlx, openai")
+    device: str = Field("auto", description="auto, cpu, cuda, mps")
+    dtype: str = Field("auto", description="auto, float32, bfloat16, float16")
+    threads: int | None = None
+    quantize: str | None = Field(None, description="int8 for dynamic int8 on CPU")
+
+    # cloud side
+    gemini_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("gemini_api_key", ENV_PREFIX + "GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
+    )
+    gemini_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("gemini_base_url", ENV_PREFIX + "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
+    )
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_api_version: str = "v1beta"
+    gemini_timeout_s: float = 60.0
+    gemini_retries: int = 2
+
+    # OpenAI-compatible model servers (vLLM, Ollama, llama.cpp)
+    openai_base_url: str | None = None
+    openai_model: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_timeout_s: float = 120.0
+
+    # routing and execution
+    rules_file: Path | None = Field(None, description="YAML rules that replace or extend the defaults")
+    confidence_threshold: float = Field(0.45, ge=0.0, le=1.0)
+    request_timeout_s: float = Field(300.0, gt=0)
+    capabilities: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    # cache, audit
+    cache_enabled: bool = True
+    cache_ttl_s: float = Field(7 * 24 * 3600.0, ge=0)
+    audit_enabled: bool = True
+    user: str | None = Field(None, description="recorded in the audit trail")
+
+    # server
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    max_upload_bytes: int = 50 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+
+    config_file: Path | None = Field(None, exclude=True)
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("default_mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> Any:
+        return Mode.parse(value) if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+    # paths derived from home
+    @property
+    def cache_path(self) -> Path:
+        return self.home / "cache.sqlite3"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit.jsonl"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data, secrets replaced by '***'."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump(mode="json").items():
+            raw = getattr(self, name)
+            if isinstance(raw, SecretStr) or (isinstance(raw, list) and raw and isinstance(raw[0], SecretStr)):
+                value = "***" if not isinstance(raw, list) else ["***"] * len(raw)
+            out[name] = value
+        out["config_file"] = str(_find_config_file() or "") or None
+        return out
+
+
+_FILE_OVERRIDE: list[Path | None] = [None]
+
+
+def _find_config_file() -> Path | None:
+    if _FILE_OVERRIDE[0] is not None:
+        return _FILE_OVERRIDE[0]
+    env = os.environ.get(ENV_PREFIX + "CONFIG")
+    if env:
+        return Path(env).expanduser()
+    home = default_home()
+    for name in ("config.toml", "config.yaml", "config.yml"):
+        if (home / name).is_file():
+            return home / name
+    return None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Parse a TOML or YAML settings file into a dict; malformed files raise ConfigurationError."""
+    if not path.is_file():
+        raise ConfigurationError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:  # noqa: BLE001 - tomllib and yaml raise their own types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigurationError(f"malformed config file {path}: {first}") from None
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"malformed config file {path}: expected a mapping at the top level")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _find_config_file()
+        return read_config_file(path) if path else {}
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from flags (`overrides`, None values ignored), env, file and defaults."""
+    flags = {k: v for k, v in overrides.items() if v is not None}
+    _FILE_OVERRIDE[0] = Path(config_file).expanduser() if config_file else None
+    try:
+        settings = Settings(**flags)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "settings"
+        raise ConfigurationError(f"invalid setting {where}: {err.get('msg', 'invalid value')}") from None
+    finally:
+        _FILE_OVERRIDE[0] = None
+    return settings

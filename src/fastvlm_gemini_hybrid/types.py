@@ -1,0 +1,365 @@
+"""Plain data types shared by every layer: requests, attachments, results, routing decisions.
+
+Nothing here imports a heavy dependency; `route` and `--help` must start fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInputError, UnsupportedMediaError
+
+
+class _StrEnum(str, Enum):
+    """`enum.StrEnum` for Python 3.10: members compare equal to their string values."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    @classmethod
+    def parse(cls, value: str | _StrEnum) -> Any:
+        """Parse a user-supplied value, raising `BadInputError` that lists the valid choices."""
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip().lower().replace("_", "-")
+        for member in cls:
+            if member.value == text:
+                return member
+        choices = ", ".join(m.value for m in cls)
+        raise BadInputError(f"unknown {cls.__name__.lower()} {value!r}; choose one of: {choices}")
+
+
+class Mode(_StrEnum):
+    LOCAL_ONLY = "local-only"
+    CLOUD_ONLY = "cloud-only"
+    AUTO = "auto"
+    PARALLEL = "parallel"
+    FALLBACK = "fallback"
+
+
+class Domain(_StrEnum):
+    MEDICAL = "medical"
+    FINANCIAL = "financial"
+    LEGAL = "legal"
+    SECURITY = "security"
+    TECHNICAL = "technical"
+    EDUCATIONAL = "educational"
+    CREATIVE = "creative"
+    GENERAL = "general"
+
+
+class Latency(_StrEnum):
+    REALTIME = "realtime"
+    LOW_LATENCY = "low-latency"
+    NORMAL = "normal"
+    BATCH = "batch"
+
+
+class Task(_StrEnum):
+    DESCRIBE = "describe"
+    CAPTION = "caption"
+    OCR = "ocr"
+    QUESTION = "question"
+    DETECT = "detect"
+    COMPARE = "compare"
+    REASONING = "reasoning"
+    VIDEO = "video"
+    YOUTUBE = "youtube"
+    STRUCTURED = "structured"
+
+
+class BackendKind(_StrEnum):
+    LOCAL = "local"
+    CLOUD = "cloud"
+
+
+# --------------------------------------------------------------------------- attachments
+
+_YOUTUBE = re.compile(r"^https?://(www\.|m\.)?(youtube\.com/(watch|shorts|live)|youtu\.be/)", re.I)
+
+# (magic bytes at offset, mime). Sniffed from content, never trusted from the file name.
+_MAGIC: list[tuple[int, bytes, str]] = [
+    (0, b"\x89PNG\r\n\x1a\n", "image/png"),
+    (0, b"\xff\xd8\xff", "image/jpeg"),
+    (0, b"GIF87a", "image/gif"),
+    (0, b"GIF89a", "image/gif"),
+    (0, b"BM", "image/bmp"),
+    (0, b"II*\x00", "image/tiff"),
+    (0, b"MM\x00*", "image/tiff"),
+    (128, b"DICM", "application/dicom"),
+    (0, b"%PDF-", "application/pdf"),
+    (0, b"\x1aE\xdf\xa3", "video/webm"),
+]
+
+
+def sniff_mime(data: bytes) -> str | None:
+    """Return the MIME type of `data` judged by its first bytes, or None if unknown."""
+    for offset, magic, mime in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    if data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"heic", b"heix", b"mif1", b"heim", b"heis"):
+            return "image/heic"
+        if brand.startswith(b"qt"):
+            return "video/quicktime"
+        return "video/mp4"
+    if data[:3] == b"\x00\x00\x01" and data[3:4] in (b"\xba", b"\xb3"):
+        return "video/mpeg"
+    if data[:1] == b"\x47" and len(data) > 188 and data[188:189] == b"\x47":
+        return "video/mp2t"
+    return None
+
+
+SUPPORTED_MIME_PREFIXES = ("image/", "video/", "application/dicom")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One piece of media: bytes already read (with their sha256) or a URL.
+
+    Build it with `from_path`, `from_bytes` or `from_url`; they validate and sniff the MIME type.
+    """
+
+    mime: str
+    data: bytes | None = field(default=None, repr=False)
+    url: str | None = None
+    name: str | None = None
+    sha256: str = ""
+
+    @property
+    def kind(self) -> str:
+        """One of image, video, dicom, youtube, url."""
+        if self.mime == "video/youtube":
+            return "youtube"
+        if self.mime == "application/dicom":
+            return "dicom"
+        if self.mime.startswith("video/"):
+            return "video"
+        if self.mime.startswith("image/"):
+            return "image"
+        return "url"
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else 0
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str | None = None, mime: str | None = None) -> Attachment:
+        if not data:
+            raise BadInputError(f"{name or 'attachment'} is empty")
+        sniffed = sniff_mime(data) or mime
+        if sniffed is None or not sniffed.startswith(SUPPORTED_MIME_PREFIXES):
+            label = name or "attachment"
+            raise UnsupportedMediaError(
+                f"{label} is not a supported image, video or DICOM file"
+                + (f" (looks like {sniffed})" if sniffed else "")
+            )
+        return cls(mime=sniffed, data=data, name=name, sha256=hashlib.sha256(data).hexdigest())
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> Attachment:
+        p = Path(path)
+        if not p.exists():
+            raise BadInputError(f"no such file: {p}")
+        if p.is_dir():
+            raise BadInputError(f"{p} is a directory, not a file")
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise BadInputError(f"cannot read {p}: {exc.strerror or exc}") from None
+        return cls.from_bytes(data, name=p.name)
+
+    @classmethod
+    def from_url(cls, url: str) -> Attachment:
+        if _YOUTUBE.match(url):
+            return cls(mime="video/youtube", url=url, name=url, sha256=_sha(url))
+        if url.startswith("data:"):
+            return cls._from_data_uri(url)
+        if not url.startswith(("http://", "https://", "rtsp://")):
+            raise BadInputError(f"unsupported URL scheme in {url!r}")
+        return cls(mime="application/octet-stream", url=url, name=url, sha256=_sha(url))
+
+    @classmethod
+    def _from_data_uri(cls, uri: str) -> Attachment:
+        import base64
+        import binascii
+
+        header, _, payload = uri.partition(",")
+        if ";base64" not in header:
+            raise BadInputError("data: URIs must be base64-encoded")
+        try:
+            data = base64.b64decode(payload, validate=False)
+        except (binascii.Error, ValueError):
+            raise BadInputError("data: URI holds invalid base64") from None
+        return cls.from_bytes(data, name="data-uri", mime=header[5:].split(";")[0] or None)
+
+    @classmethod
+    def parse(cls, value: str) -> Attachment:
+        """A CLI-style reference: a URL (http, https, rtsp, data:, YouTube) or a file path."""
+        if "://" in value or value.startswith("data:"):
+            return cls.from_url(value)
+        return cls.from_path(value)
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Knobs every backend understands; part of the cache key."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    system: str | None = None
+    json_schema: dict[str, Any] | None = None
+
+    def key(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a user asks: a prompt, media and hints. Hints left as None are detected by the router."""
+
+    prompt: str
+    attachments: tuple[Attachment, ...] = ()
+    mode: Mode | None = None
+    domain: Domain | None = None
+    sensitive: bool | None = None
+    latency: Latency | None = None
+    max_latency_ms: int | None = None
+    model: str | None = None
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    user: str | None = None
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise BadInputError("the prompt is empty")
+        if self.max_latency_ms is not None and self.max_latency_ms <= 0:
+            raise BadInputError("max latency must be a positive number of milliseconds")
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RouteDecision:
+    """The router's answer: which backends may see the request, in order, and why."""
+
+    mode: Mode
+    domain: Domain
+    sensitive: bool
+    latency: Latency
+    task: Task
+    backends: tuple[str, ...]
+    cloud_allowed: bool
+    rules: tuple[RuleHit, ...] = ()
+    escalate_below: float | None = None
+    sensitivity_reasons: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode.value,
+            "domain": self.domain.value,
+            "sensitive": self.sensitive,
+            "latency": self.latency.value,
+            "task": self.task.value,
+            "backends": list(self.backends),
+            "cloud_allowed": self.cloud_allowed,
+            "rules": [{"name": r.name, "reason": r.reason} for r in self.rules],
+            "escalate_below": self.escalate_below,
+            "sensitivity_reasons": list(self.sensitivity_reasons),
+        }
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a backend returns for one request."""
+
+    text: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    confidence: float | None = None
+    finish_reason: str | None = None
+    blocked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"confidence must lie in [0, 1], got {self.confidence}")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    backend: str
+    error: str
+
+
+@dataclass
+class Result:
+    """The answer to a request, with everything needed to explain it (the `ask --json` object)."""
+
+    response: str
+    backend: str
+    model: str
+    mode: Mode
+    route: RouteDecision
+    cached: bool = False
+    latency_ms: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    confidence: float | None = None
+    fallbacks: list[Attempt] = field(default_factory=list)
+    blocked: bool = False
+    finish_reason: str | None = None
+    request_id: str = ""
+    alternatives: list[Result] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "response": self.response,
+            "backend": self.backend,
+            "model": self.model,
+            "mode": self.mode.value,
+            "route": self.route.to_dict(),
+            "cached": self.cached,
+            "latency_ms": round(self.latency_ms, 3),
+            "usage": asdict(self.usage),
+            "confidence": self.confidence,
+            "fallbacks": [asdict(a) for a in self.fallbacks],
+            "blocked": self.blocked,
+            "finish_reason": self.finish_reason,
+            "request_id": self.request_id,
+        }
+        if self.alternatives:
+            out["alternatives"] = [a.to_dict() for a in self.alternatives]
+        return out
