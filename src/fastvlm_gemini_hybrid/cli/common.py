@@ -50,3 +50,10 @@ def info(message: str) -> None:
     """A progress or status line for humans (stderr, never stdout)."""
     sys.stderr.write(message.rstrip("\n") + "\n")
     sys.stderr.flush()
+
+
+def settings_from_args(args: argparse.Namespace, **flags: Any) -> Any:
+    """Settings from `--config` and the given flag values (None means "not given")."""
+    from ..config import load_settings
+
+    return load_settings(getattr(args, "config", None), **flags)
