@@ -1,0 +1,89 @@
+"""Read `/v1/analyze`, `/v1/route` and `/v1/jobs` inputs: multipart forms or JSON, into a `Request`.
+
+Multipart carries files (`file`, repeatable) and string fields; JSON carries `attachments` as URLs
+or data: URIs. Both produce the same fields, so the endpoints and the web UI share one contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import BadInputError
+from ..types import Attachment, GenerationOptions, Request
+from .media import attachment_from_bytes, attachment_from_url, parse_bool, parse_number, read_upload
+from .state import ServerState
+
+MAX_FILES = 16
+HINT_FIELDS = ("mode", "domain", "latency", "model")
+
+
+async def read_input(request: Any, state: ServerState, *, media: bool = True) -> tuple[dict[str, Any], list[Any]]:
+    """(fields, attachments). `media=False` keeps uploads as (name, bytes) pairs for jobs to spool."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith("application/json"):
+        from .app import json_loads
+
+        data = json_loads(await request.body())
+        if not isinstance(data, dict):
+            raise BadInputError("the JSON body must be an object")
+        refs = data.get("attachments") or []
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+            raise BadInputError("attachments must be a list of URL or data: URI strings")
+        if len(refs) > MAX_FILES:
+            raise BadInputError(f"at most {MAX_FILES} attachments per request")
+        atts = [await attachment_from_url(r, state.settings, state.http_client) for r in refs]
+        return data, atts
+    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        try:
+            form = await request.form(max_files=MAX_FILES, max_fields=64)
+        except BadInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the multipart parser's own errors are the client's
+            raise BadInputError(f"malformed form data: {exc}") from None
+        try:
+            fields: dict[str, Any] = {}
+            files: list[Any] = []
+            for key, value in form.multi_items():
+                if hasattr(value, "read"):
+                    if key in ("file", "files", "files[]"):
+                        data = await read_upload(value, state.settings.max_upload_bytes)
+                        files.append((value.filename or f"upload-{len(files) + 1}", data))
+                    elif key == "zones":
+                        fields[key] = (await read_upload(value, 1 << 20)).decode("utf-8", "replace")
+                else:
+                    fields[key] = value
+        finally:
+            await form.close()
+        if media:
+            files = [attachment_from_bytes(data, name, state.settings) for name, data in files]
+        return fields, files
+    raise BadInputError("send multipart/form-data (with 'file' parts) or application/json")
+
+
+def options_from(fields: dict[str, Any]) -> GenerationOptions:
+    values = {
+        "max_tokens": parse_number(fields.get("max_tokens"), "max_tokens"),
+        "temperature": parse_number(fields.get("temperature"), "temperature", float),
+        "system": fields.get("system") or None,
+    }
+    options = GenerationOptions(**{k: v for k, v in values.items() if v is not None})
+    if options.max_tokens <= 0:
+        raise BadInputError("max_tokens must be positive")
+    return options
+
+
+def request_from(fields: dict[str, Any], attachments: list[Attachment], *, user: str | None = None) -> Request:
+    """Fields as the CLI would take them; bad values raise `BadInputError` (400)."""
+    from ..processor import build_request
+
+    prompt = fields.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BadInputError("the prompt is empty")
+    hints: dict[str, Any] = {k: fields[k] for k in HINT_FIELDS if isinstance(fields.get(k), str) and fields[k]}
+    sensitive = parse_bool(fields.get("sensitive"), "sensitive")
+    if sensitive is not None:
+        hints["sensitive"] = sensitive
+    budget = parse_number(fields.get("max_latency_ms"), "max_latency_ms")
+    if budget is not None:
+        hints["max_latency_ms"] = budget
+    return build_request(prompt, list(attachments), options=options_from(fields), user=user, **hints)

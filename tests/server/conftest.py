@@ -1,0 +1,110 @@
+"""Server fixtures: apps over FunctionBackend processors, a real uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
+from fastvlm_gemini_hybrid.config import Settings, load_settings
+from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
+from fastvlm_gemini_hybrid.server import create_app
+
+pytest.importorskip("fastapi")
+
+
+def make_processor(settings: Settings, local: Any = "local answer", cloud: Any = "cloud answer",
+                   **kw: Any) -> HybridVLMProcessor:
+    backends = {
+        "fastvlm": FunctionBackend("fastvlm", local, kind="local", **kw.get("local_kw", {})),
+        "gemini": FunctionBackend("gemini", cloud, kind="cloud", **kw.get("cloud_kw", {})),
+    }
+    return HybridVLMProcessor(settings, backends=backends)
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        return load_settings(home=tmp_path / "home", **overrides)
+
+    return make
+
+
+@pytest.fixture
+def app_factory(server_settings: Callable[..., Settings]) -> Callable[..., tuple[Any, HybridVLMProcessor]]:
+    """(app, processor) with fake backends; keyword arguments go to Settings, `local`/`cloud` to backends."""
+
+    def make(local: Any = "local answer", cloud: Any = "cloud answer", backend_kw: dict[str, Any] | None = None,
+             **settings: Any) -> tuple[Any, HybridVLMProcessor]:
+        proc = make_processor(server_settings(**settings), local, cloud, **(backend_kw or {}))
+        return create_app(processor=proc), proc
+
+    return make
+
+
+@pytest.fixture
+def client(app_factory: Callable[..., Any]) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    app, proc = app_factory()
+    with TestClient(app) as c:
+        c.processor = proc  # type: ignore[attr-defined]
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """uvicorn in a thread on 127.0.0.1, stopped at teardown."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    access_log=False))
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve())
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app_factory: Callable[..., Any]) -> Callable[..., LiveServer]:
+    servers: list[LiveServer] = []
+
+    def start(app: Any = None, **kw: Any) -> LiveServer:
+        if app is None:
+            app, _proc = app_factory(**kw)
+        srv = LiveServer(app).__enter__()
+        servers.append(srv)
+        return srv
+
+    yield start  # type: ignore[misc]
+    for srv in servers:
+        srv.__exit__()

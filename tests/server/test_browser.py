@@ -1,0 +1,88 @@
+"""The web UI in Debian's chromium through Playwright, against the real server on 127.0.0.1.
+
+Run with `-m browser`; needs `/usr/bin/chromium` (see .ci/install-browser.sh) and the `browser` extra.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+pytestmark = pytest.mark.browser
+CHROMIUM = os.environ.get("FASTVLM_HYBRID_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture
+def browser() -> Any:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"no chromium at {CHROMIUM}")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--enable-unsafe-webgpu"])
+        yield b
+        b.close()
+
+
+def guard(page: Any, seen: list[str]) -> None:
+    """Abort any request that is not to 127.0.0.1, and remember every URL asked for."""
+
+    def handle(route: Any) -> None:
+        url = route.request.url
+        seen.append(url)
+        parsed = urlparse(url)
+        if parsed.scheme in ("data", "blob") or parsed.hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            route.abort()
+
+    page.route("**/*", handle)
+
+
+def png_bytes() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (250, 0, 0)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_drag_and_drop_is_answered_through_the_server(
+    browser: Any, app_factory: Callable[..., Any], live_server: Any,
+) -> None:
+    app, proc = app_factory(local=lambda req: f"a {req.attachments[0].mime} of {req.attachments[0].size} bytes")
+    srv = live_server(app)
+    page = browser.new_page()
+    seen: list[str] = []
+    guard(page, seen)
+    page.goto(srv.url + "/")
+    page.locator("#status", has_text="fastvlm (local): ready").wait_for()  # locators: no eval under the CSP
+    page.fill("#prompt", "What is this?")
+    page.check("#sensitive")
+    data = list(png_bytes())
+    page.evaluate(
+        """(bytes) => {
+            const file = new File([new Uint8Array(bytes)], 'red.png', { type: 'image/png' });
+            const dt = new DataTransfer();
+            dt.items.add(file);
+            const drop = document.getElementById('drop');
+            drop.dispatchEvent(new DragEvent('dragover', { dataTransfer: dt, bubbles: true, cancelable: true }));
+            drop.dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }""",
+        data,
+    )
+    page.locator("#route", has_text="answered by").wait_for()
+    assert page.text_content("#answer").strip() == f"a image/png of {len(data)} bytes"
+    assert "fastvlm" in page.text_content("#route")
+    assert "path: server" in page.text_content("#timing")
+    assert page.text_content("#m-count") == "1"
+    call = proc.backend("fastvlm").calls[-1]
+    assert call.sensitive is True and call.prompt == "What is this?"
+    assert proc.backend("gemini").calls == []
+    hosts = {urlparse(u).hostname for u in seen if urlparse(u).scheme.startswith("http")}
+    assert hosts == {"127.0.0.1"}, seen
+    assert any(u.endswith("/v1/analyze") for u in seen)

@@ -1,0 +1,79 @@
+"""The official `openai` Python client against the real server on 127.0.0.1 (uvicorn, real sockets)."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+openai = pytest.importorskip("openai")
+
+
+def data_uri() -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (1, 2, 3)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def messages(text: str = "What is in the image?") -> list[dict[str, Any]]:
+    return [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": [{"type": "text", "text": text},
+                                     {"type": "image_url", "image_url": {"url": data_uri()}}]},
+    ]
+
+
+def test_openai_client_chat_models_stream_and_errors(app_factory: Callable[..., Any], live_server: Any) -> None:
+    app, proc = app_factory(cloud="the cloud saw a dark square", api_keys="sk-test")
+    srv = live_server(app)
+    client = openai.OpenAI(base_url=srv.url + "/v1", api_key="sk-test", max_retries=0, timeout=10)
+
+    assert [m.id for m in client.models.list()] == ["hybrid", "fastvlm", "gemini"]
+
+    done = client.chat.completions.create(model="gemini", messages=messages())
+    assert done.choices[0].message.content == "the cloud saw a dark square"
+    assert done.choices[0].finish_reason == "stop"
+    seen = proc.backend("gemini").calls[-1]
+    assert seen.options.system == "Answer briefly." and seen.attachments[0].mime == "image/png"
+
+    pieces = [c.choices[0].delta.content or "" for c in client.chat.completions.create(
+        model="hybrid", messages=messages(), stream=True, extra_body={"sensitive": True}) if c.choices]
+    assert "".join(pieces).strip() == "local answer"  # sensitive: answered locally, streamed
+    assert len(proc.backend("gemini").calls) == 1
+
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.chat.completions.create(model="gpt-nope", messages=messages())
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="hybrid", messages=[{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}])
+    with pytest.raises(openai.PermissionDeniedError):  # a sensitive request pinned to the cloud
+        client.chat.completions.create(model="gemini", messages=messages(), extra_body={"sensitive": True})
+    bad_key = openai.OpenAI(base_url=srv.url + "/v1", api_key="wrong", max_retries=0, timeout=10)
+    with pytest.raises(openai.AuthenticationError):
+        bad_key.models.list()
+
+
+def test_image_urls_are_fetched_by_the_server(app_factory: Callable[..., Any], live_server: Any) -> None:
+    """An http image_url is downloaded (here from the same local server's /models path) within limits."""
+    from PIL import Image
+
+    app, proc = app_factory(cloud="fetched")
+    folder = proc.settings.models_dir / "onnx" / "pics"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(folder / "x.png")
+    srv = live_server(app)
+    client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=10)
+    url = f"{srv.url}/models/pics/x.png"
+    out = client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "describe"}, {"type": "image_url", "image_url": {"url": url}}]}])
+    assert out.choices[0].message.content == "fetched"
+    assert proc.backend("gemini").calls[-1].attachments[0].mime == "image/png"
+    with pytest.raises(openai.BadRequestError, match="404"):
+        client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": [
+            {"type": "text", "text": "describe"}, {"type": "image_url", "image_url": {"url": url + ".gone"}}]}])
