@@ -15,6 +15,8 @@ def require(module: str, extra: str, feature: str | None = None) -> ModuleType:
     except ImportError as exc:
         # Only translate "this package is absent", not a broken import inside it.
         missing = getattr(exc, "name", None) or ""
-        if missing and not (module == missing or module.startswith(missing + ".") or missing.startswith(module.split(".")[0])):
+        if missing and not (
+            module == missing or module.startswith(missing + ".") or missing.startswith(module.split(".")[0])
+        ):
             raise
         raise MissingDependencyError(extra, feature or module) from None

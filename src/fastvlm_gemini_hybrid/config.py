@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigurationError
 from .types import Mode
@@ -49,7 +49,9 @@ class Settings(BaseSettings):
     # cloud side
     gemini_api_key: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("gemini_api_key", ENV_PREFIX + "GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"),
+        validation_alias=AliasChoices(
+            "gemini_api_key", ENV_PREFIX + "GEMINI_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY"
+        ),
     )
     gemini_base_url: str | None = Field(
         None, validation_alias=AliasChoices("gemini_base_url", ENV_PREFIX + "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
@@ -78,9 +80,16 @@ class Settings(BaseSettings):
     user: str | None = Field(None, description="recorded in the audit trail")
 
     # server
-    api_keys: list[SecretStr] = Field(default_factory=list)
+    # NoDecode: the env value is 'k1,k2' (split by the validator), not JSON
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_upload_bytes: int = 50 * 1024 * 1024
     max_image_pixels: int = 40_000_000
+    max_video_s: float = Field(600.0, gt=0, description="longest video the server accepts, in seconds")
+    server_concurrency: int = Field(4, ge=1, description="model requests the server runs at once")
+    server_queue: int = Field(64, ge=0, description="requests that may wait for a slot; beyond, the server sheds 503")
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="empty = CORS off")
+    keep_uploads: bool = Field(False, description="keep uploaded media under home/uploads after the request")
+    fetch_image_urls: bool = Field(True, description="let the server download http(s) image_url parts")
 
     config_file: Path | None = Field(None, exclude=True)
 
@@ -89,6 +98,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [o.strip() for o in value.split(",") if o.strip()]
         return value
 
     @field_validator("default_mode", mode="before")

@@ -75,9 +75,7 @@ class MissingDependencyError(ConfigurationError, ImportError):
 
     def __init__(self, extra: str, feature: str) -> None:
         self.extra = extra
-        super().__init__(
-            f"{feature} needs the '{extra}' extra: pip install 'fastvlm-gemini-hybrid[{extra}]'"
-        )
+        super().__init__(f"{feature} needs the '{extra}' extra: pip install 'fastvlm-gemini-hybrid[{extra}]'")
 
 
 class MissingCredentialsError(ConfigurationError):

@@ -94,7 +94,7 @@ class Backend(ABC):
     async def health(self) -> Health:
         return Health(ready=True)
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release clients, models and files. Safe to call twice."""
 
     def check(self, request: Request) -> None:

@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: never a traceback
+    except Exception as exc:
         if os.environ.get("FASTVLM_HYBRID_DEBUG"):
             raise
         _one_line(f"error: unexpected {type(exc).__name__}: {exc} (set FASTVLM_HYBRID_DEBUG=1 for a traceback)")

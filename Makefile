@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine:  `make run`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev,local,gemini,server,video,medical
+PYTEST_ARGS ?= -m "not slow and not browser"
+
+.PHONY: install run test test-all lint bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# Ask about the bundled sample image. The local model is pulled first (once, with a progress bar);
+# with GEMINI_API_KEY set, auto mode can also answer from Gemini.
+run: install
+	$(VENV)/bin/fastvlm-hybrid models pull $${FASTVLM_HYBRID_LOCAL_MODEL:-fastvlm-0.5b}
+	$(VENV)/bin/fastvlm-hybrid ask "Describe this image in two sentences." -a src/fastvlm_gemini_hybrid/assets/sample.jpg
+
+test: install lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-all: install lint
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks examples
+
+bench: install
+	$(PY) benchmarks/router_bench.py
+	$(PY) benchmarks/processor_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -1,0 +1,43 @@
+"""Product backends by name. Only these can be named in configuration; the test-only
+`FunctionBackend` is deliberately absent, so no setting can route real traffic to it.
+
+Constructing a backend is cheap by contract (no model load, no network client): the heavy work
+happens on first use, so listing or routing never pays for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from ..errors import BackendUnavailableError, ConfigurationError
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .base import Backend
+
+BACKENDS: dict[str, str] = {
+    "fastvlm": "fastvlm_gemini_hybrid.backends.fastvlm:FastVLMBackend",
+    "mlx": "fastvlm_gemini_hybrid.backends.mlx:MLXBackend",
+    "gemini": "fastvlm_gemini_hybrid.backends.gemini:GeminiBackend",
+    "openai": "fastvlm_gemini_hybrid.backends.openai_compat:OpenAICompatBackend",
+}
+
+
+def create_backend(name: str, settings: Settings) -> Backend:
+    """Instantiate the product backend called `name` with `settings`."""
+    target = BACKENDS.get(name)
+    if target is None:
+        raise ConfigurationError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise BackendUnavailableError(f"the {name} backend is not part of this build", name) from None
+        raise
+    backend: Backend = getattr(module, class_name)(settings)
+    overrides = settings.capabilities.get(name)
+    if overrides:
+        backend.capabilities = backend.capabilities.with_overrides(overrides)
+    return backend

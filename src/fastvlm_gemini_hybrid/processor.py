@@ -1,0 +1,563 @@
+"""HybridVLMProcessor: executes the router's decision in one of five modes.
+
+    decide (pure)  ->  cache lookup  ->  execute mode  ->  cache store, metrics, audit
+
+Modes: `local-only` / `cloud-only` / `fallback` walk the decision's backend list, moving on only
+after an error that allows it (errors.py); `auto` does the same and escalates a local answer whose
+confidence is under the decision's threshold to the next cloud backend when the route allows the
+cloud; `parallel` asks every listed backend at once, keeps the first good answer and cancels the
+rest (or, with `return_all`, waits for all and returns the others as `alternatives`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .audit import AuditLog
+from .backends.base import Backend
+from .backends.registry import create_backend
+from .cache import ResultCache, cache_key
+from .config import Settings, load_settings
+from .errors import (
+    AllBackendsFailedError,
+    BackendTimeoutError,
+    BadInputError,
+    HybridError,
+    InvalidResponseError,
+    ServerError,
+    fallback_allowed,
+)
+from .metrics import Metrics
+from .routing import BackendInfo, Router, configured_backends, load_rules
+from .types import Attachment, Attempt, Generation, Mode, Request, Result, RouteDecision, Usage
+
+log = logging.getLogger(__name__)
+
+MediaInput = str | Path | bytes | Attachment
+
+
+class HybridVLMProcessor:
+    """The one entry point: `process()` (the seed's dict API), `run()`/`arun()` (typed), `astream()`."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        backends: dict[str, Backend] | None = None,
+        router: Router | None = None,
+        cache: ResultCache | bool | None = True,
+        audit: AuditLog | bool | None = True,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or load_settings()
+        self._backends: dict[str, Backend] = dict(backends or {})
+        if backends is not None:
+            infos = [BackendInfo(name=n, capabilities=b.capabilities) for n, b in self._backends.items()]
+        else:
+            infos = configured_backends(self.settings)
+        self._infos = {info.name: info for info in infos}
+        self.router = router or Router(
+            infos,
+            load_rules(self.settings.rules_file),
+            default_mode=self.settings.default_mode,
+            confidence_threshold=self.settings.confidence_threshold,
+        )
+        if cache is True:
+            cache = (
+                ResultCache(self.settings.cache_path, self.settings.cache_ttl_s, clock=clock)
+                if self.settings.cache_enabled
+                else None
+            )
+        self.cache: ResultCache | None = cache or None
+        if audit is True:
+            audit = AuditLog(self.settings.audit_path, background=True) if self.settings.audit_enabled else None
+        self.audit: AuditLog | None = audit or None
+        self.metrics = metrics or Metrics()
+        self._loop_thread: Any = None
+
+    # ------------------------------------------------------------------ backends
+    def backend(self, name: str) -> Backend:
+        """The backend called `name`, created on first use."""
+        if name not in self._backends:
+            self._backends[name] = create_backend(name, self.settings)
+        return self._backends[name]
+
+    @property
+    def backend_infos(self) -> list[BackendInfo]:
+        """Every backend the router knows (name, capabilities, availability), in configured order."""
+        return list(self._infos.values())
+
+    def decide(self, request: Request) -> RouteDecision:
+        return self.router.decide(request)
+
+    # ------------------------------------------------------------------ main path
+    async def arun(self, request: Request, *, return_all: bool = False) -> Result:
+        """Answer `request`; raises a `HybridError` (never returns None)."""
+        return await self._execute(request, time.perf_counter(), return_all=return_all)
+
+    async def _execute(
+        self,
+        request: Request,
+        start: float,
+        *,
+        decision: RouteDecision | None = None,
+        return_all: bool = False,
+        first: Generation | BaseException | None = None,
+    ) -> Result:
+        """Decide (unless given), look up the cache, run the mode, then store, count and audit.
+
+        `first` is the primary backend's outcome when a batch already computed it.
+        """
+        try:
+            if decision is None:
+                decision = self.router.decide(request)
+            cached = None if first is not None else self._cache_lookup(request, decision)
+            if cached is not None:
+                result = cached
+            elif decision.mode is Mode.PARALLEL and len(decision.backends) > 1:
+                result = await self._parallel(request, decision, return_all)
+            else:
+                result = await self._sequential(request, decision, first)
+            result.latency_ms = (time.perf_counter() - start) * 1000.0
+            result.request_id = request.request_id
+            if not result.cached:
+                self._cache_store(request, decision, result)
+            self._audit(request, decision, result=result)
+            return result
+        except HybridError as exc:
+            self._audit(request, decision, error=exc, latency_ms=(time.perf_counter() - start) * 1000.0)
+            raise
+
+    def run(self, request: Request, *, return_all: bool = False) -> Result:
+        """Synchronous `arun`, on the processor's private loop (safe inside a running loop too)."""
+        from ._loop import LoopThread
+
+        if self._loop_thread is None:
+            self._loop_thread = LoopThread()
+        return self._loop_thread.run(self.arun(request, return_all=return_all))
+
+    def process(self, media: MediaInput | Sequence[MediaInput] | None, prompt: str, **hints: Any) -> dict[str, Any]:
+        """The seed's API: `process("image.jpg", "Describe this")["response"]`.
+
+        `hints` are `Request` fields: mode, domain, sensitive, latency, max_latency_ms, model, options.
+        """
+        return self.run(build_request(prompt, media, **hints)).to_dict()
+
+    async def arun_many(
+        self,
+        requests: Iterable[Request],
+        *,
+        concurrency: int = 4,
+        batch_size: int = 1,
+        on_result: Callable[[int, Result | HybridError], None] | None = None,
+    ) -> list[Result | HybridError]:
+        """Answer many requests with at most `concurrency` units of work in flight.
+
+        With `batch_size > 1`, requests whose primary backend batches (`Capabilities.batching`) go to it
+        `batch_size` at a time in one forward pass; each item then continues alone (fallback,
+        escalation, cache, audit) exactly as `arun` would. Errors are returned in place, typed.
+        """
+        items = list(requests)
+        out: list[Result | HybridError] = [None] * len(items)  # type: ignore[list-item]
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        def done(i: int, value: Result | HybridError) -> None:
+            out[i] = value
+            if on_result is not None:
+                on_result(i, value)
+
+        async def single(
+            i: int, req: Request, decision: RouteDecision | None = None, first: Generation | BaseException | None = None
+        ) -> None:
+            try:
+                done(i, await self._execute(req, time.perf_counter(), decision=decision, first=first))
+            except HybridError as exc:
+                done(i, exc)
+
+        async def gated(i: int, req: Request) -> None:
+            async with gate:
+                await single(i, req)
+
+        groups: dict[str, list[tuple[int, Request, RouteDecision]]] = {}
+        work = []
+        for i, req in enumerate(items):
+            decision = self._batchable(req) if batch_size > 1 else None
+            if decision is None:
+                work.append(gated(i, req))
+            else:
+                groups.setdefault(decision.backends[0], []).append((i, req, decision))
+
+        async def batch(name: str, chunk: list[tuple[int, Request, RouteDecision]]) -> None:
+            async with gate:
+                outcomes = await self._call_batch(name, [req for _, req, _ in chunk])
+                await asyncio.gather(*(single(i, req, d, o) for (i, req, d), o in zip(chunk, outcomes, strict=True)))
+
+        for name, members in groups.items():
+            for k in range(0, len(members), batch_size):
+                work.append(batch(name, members[k : k + batch_size]))
+        await asyncio.gather(*work)
+        return out
+
+    def _batchable(self, request: Request) -> RouteDecision | None:
+        """The decision for `request` if its primary backend can batch it and the cache cannot answer."""
+        try:
+            decision = self.router.decide(request)
+        except HybridError:
+            return None  # arun reports it, audited
+        if decision.mode is Mode.PARALLEL or not decision.backends:
+            return None
+        name = decision.backends[0]
+        if not self._infos.get(name) or not self._infos[name].capabilities.batching:
+            return None
+        if self.cache is not None and self.cache.get(self._key(request, name)) is not None:
+            return None
+        return decision
+
+    async def _call_batch(self, name: str, requests: list[Request]) -> list[Generation | BaseException]:
+        try:
+            backend = self.backend(name)
+            outcomes = await asyncio.wait_for(
+                backend.generate_batch(requests), timeout=self.settings.request_timeout_s * len(requests)
+            )
+        except (asyncio.TimeoutError, TimeoutError):
+            return [BackendTimeoutError("the batch took too long", name)] * len(requests)
+        except HybridError as exc:
+            return [exc] * len(requests)
+        if len(outcomes) != len(requests):
+            wrong = InvalidResponseError(f"{name} answered {len(outcomes)} of {len(requests)} batch items", name)
+            return [wrong] * len(requests)
+        for outcome in outcomes:
+            if isinstance(outcome, Generation):
+                self.metrics.record_request(name, "batch", "blocked" if outcome.blocked else "ok", 0.0)
+        return outcomes
+
+    # ------------------------------------------------------------------ modes
+    async def _call(self, name: str, request: Request) -> Generation:
+        backend = self.backend(name)
+        backend.check(request)
+        start = time.perf_counter()
+        try:
+            gen = await asyncio.wait_for(backend.generate(request), timeout=self.settings.request_timeout_s)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.metrics.record_request(name, "call", "timeout", time.perf_counter() - start)
+            raise BackendTimeoutError(f"no answer within {self.settings.request_timeout_s:g} s", name) from None
+        except HybridError as exc:
+            self.metrics.record_request(name, "call", exc.code, time.perf_counter() - start)
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("backend %s raised %s: %s", name, type(exc).__name__, exc)
+            self.metrics.record_request(name, "call", "error", time.perf_counter() - start)
+            raise ServerError(f"{type(exc).__name__}: {exc}", name) from exc
+        self.metrics.record_request(name, "call", "blocked" if gen.blocked else "ok", time.perf_counter() - start)
+        self.metrics.record_usage(name, gen.usage.input_tokens, gen.usage.output_tokens, gen.usage.cost_usd)
+        return gen
+
+    async def _sequential(
+        self, request: Request, decision: RouteDecision, first: Generation | BaseException | None = None
+    ) -> Result:
+        attempts: list[Attempt] = []
+        failures: list[tuple[str, BaseException]] = []
+        kept: tuple[str, Generation] | None = None  # a low-confidence local answer, kept in case escalation fails
+        escalation: Attempt | None = None
+        names = list(decision.backends)
+        for i, name in enumerate(names):
+            if kept is not None and not self._is_cloud(name):
+                continue  # escalation goes to the cloud only
+            try:
+                if first is not None and i == 0:
+                    gen = _settle(first, name)
+                else:
+                    gen = await self._call(name, request)
+            except HybridError as exc:
+                if not fallback_allowed(exc):
+                    raise
+                attempts.append(Attempt(name, str(exc)))
+                failures.append((name, exc))
+                self.metrics.record_fallback(name, exc.code)
+                continue
+            if self._should_escalate(decision, name, gen, names[i + 1 :]):
+                self.metrics.record_escalation()
+                escalation = Attempt(name, f"low confidence {gen.confidence:.2f} < {decision.escalate_below:.2f}")
+                attempts.append(escalation)
+                kept = (name, gen)
+                continue
+            return self._result(request, decision, name, gen, attempts)
+        if kept is not None:
+            # Escalation failed: the local answer is still the best there is.
+            return self._result(request, decision, kept[0], kept[1], [a for a in attempts if a is not escalation])
+        raise AllBackendsFailedError(failures)
+
+    def _should_escalate(self, decision: RouteDecision, name: str, gen: Generation, rest: list[str]) -> bool:
+        return (
+            decision.mode is Mode.AUTO
+            and decision.cloud_allowed
+            and decision.escalate_below is not None
+            and gen.confidence is not None
+            and gen.confidence < decision.escalate_below
+            and not self._is_cloud(name)
+            and any(self._is_cloud(n) for n in rest)
+        )
+
+    async def _parallel(self, request: Request, decision: RouteDecision, return_all: bool) -> Result:
+        tasks = {asyncio.ensure_future(self._call(n, request)): n for n in decision.backends}
+        failures: list[tuple[str, BaseException]] = []
+        done_results: list[tuple[str, Generation]] = []
+        winner: tuple[str, Generation] | None = None
+        try:
+            pending = set(tasks)
+            while pending and (winner is None or return_all):
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    name = tasks[task]
+                    exc = task.exception()
+                    if exc is not None:
+                        if isinstance(exc, HybridError) and not fallback_allowed(exc):
+                            raise exc
+                        failures.append((name, exc))
+                        continue
+                    gen = task.result()
+                    done_results.append((name, gen))
+                    if winner is None and not gen.blocked:
+                        winner = (name, gen)
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if winner is None:
+            if done_results:  # only blocked answers: report the first
+                winner = done_results[0]
+            else:
+                raise AllBackendsFailedError(failures)
+        attempts = [Attempt(n, str(e)) for n, e in failures]
+        result = self._result(request, decision, winner[0], winner[1], attempts)
+        result.alternatives = [self._result(request, decision, n, g, []) for n, g in done_results if g is not winner[1]]
+        return result
+
+    def _result(
+        self, request: Request, decision: RouteDecision, name: str, gen: Generation, attempts: list[Attempt]
+    ) -> Result:
+        return Result(
+            response=gen.text,
+            backend=name,
+            model=gen.model,
+            mode=decision.mode,
+            route=decision,
+            usage=gen.usage,
+            confidence=gen.confidence,
+            fallbacks=list(attempts),
+            blocked=gen.blocked,
+            finish_reason=gen.finish_reason,
+            request_id=request.request_id,
+        )
+
+    def _is_cloud(self, name: str) -> bool:
+        info = self._infos.get(name)
+        return info is not None and info.capabilities.is_cloud
+
+    # ------------------------------------------------------------------ streaming
+    async def astream(self, request: Request) -> AsyncIterator[str | Result]:
+        """Yield text pieces as they come, then the final `Result`.
+
+        Falls back to the next backend only if one fails before its first piece; parallel mode streams
+        from the primary backend and falls back like `fallback` mode.
+        """
+        start = time.perf_counter()
+        decision = self.router.decide(request)
+        cached = self._cache_lookup(request, decision)
+        if cached is not None:
+            yield cached.response
+            cached.latency_ms = (time.perf_counter() - start) * 1000.0
+            self._audit(request, decision, result=cached)
+            yield cached
+            return
+        attempts: list[Attempt] = []
+        failures: list[tuple[str, BaseException]] = []
+        for name in decision.backends:
+            backend = self.backend(name)
+            pieces: list[str] = []
+            try:
+                backend.check(request)
+                async for piece in backend.stream(request):
+                    pieces.append(piece)
+                    yield piece
+            except HybridError as exc:
+                if pieces or not fallback_allowed(exc):
+                    self._audit(request, decision, error=exc, latency_ms=(time.perf_counter() - start) * 1000.0)
+                    raise
+                attempts.append(Attempt(name, str(exc)))
+                failures.append((name, exc))
+                continue
+            gen = Generation(text="".join(pieces), model=request.model or backend.default_model, usage=Usage())
+            result = self._result(request, decision, name, gen, attempts)
+            result.latency_ms = (time.perf_counter() - start) * 1000.0
+            self._cache_store(request, decision, result)
+            self._audit(request, decision, result=result)
+            yield result
+            return
+        error = AllBackendsFailedError(failures)
+        self._audit(request, decision, error=error, latency_ms=(time.perf_counter() - start) * 1000.0)
+        raise error
+
+    # ------------------------------------------------------------------ cache, audit
+    def _key(self, request: Request, backend: str) -> str:
+        return cache_key(
+            [a.sha256 for a in request.attachments],
+            request.prompt,
+            backend,
+            request.model or "",
+            request.options.key(),
+        )
+
+    def _cache_lookup(self, request: Request, decision: RouteDecision) -> Result | None:
+        if self.cache is None:
+            return None
+        for name in decision.backends:
+            hit = self.cache.get(self._key(request, name))
+            if hit is not None:
+                self.metrics.record_cache(True)
+                return Result(
+                    response=hit["response"],
+                    backend=name,
+                    model=hit["model"],
+                    mode=decision.mode,
+                    route=decision,
+                    cached=True,
+                    usage=Usage(),
+                    confidence=hit.get("confidence"),
+                    finish_reason=hit.get("finish_reason"),
+                    request_id=request.request_id,
+                )
+        self.metrics.record_cache(False)
+        return None
+
+    def _cache_store(self, request: Request, decision: RouteDecision, result: Result) -> None:
+        if self.cache is None or result.blocked or result.finish_reason in ("length_partial", "error"):
+            return
+        value = {
+            "response": result.response,
+            "model": result.model,
+            "confidence": result.confidence,
+            "finish_reason": result.finish_reason,
+        }
+        # Sensitive answers stay in memory only: never on disk.
+        self.cache.put(
+            self._key(request, result.backend), value, backend=result.backend, persist=not decision.sensitive
+        )
+
+    def _audit(
+        self,
+        request: Request,
+        decision: RouteDecision | None,
+        *,
+        result: Result | None = None,
+        error: HybridError | None = None,
+        latency_ms: float | None = None,
+    ) -> None:
+        if self.audit is None:
+            return
+        sensitive = decision.sensitive if decision is not None else True  # unknown: assume the worst
+        record = AuditLog.request_record(
+            request_id=request.request_id,
+            user=request.user or self.settings.user,
+            prompt=request.prompt,
+            sensitive=bool(sensitive or request.sensitive),
+            media_hashes=[a.sha256 for a in request.attachments],
+            route=decision.to_dict() if decision is not None else {"mode": str(request.mode or "")},
+            backend=result.backend if result else None,
+            outcome=("blocked" if result.blocked else "ok") if result else (error.code if error else "error"),
+            latency_ms=result.latency_ms if result else (latency_ms or 0.0),
+            cached=result.cached if result else False,
+            error=str(error) if error and not sensitive else (error.code if error else None),
+        )
+        try:
+            self.audit.append(record)
+        except OSError as exc:  # the answer is still valid; the operator must hear about it
+            log.error("could not write the audit record: %s", exc)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for info in self._infos.values():
+            try:
+                out[info.name] = (await self.backend(info.name).health()).to_dict()
+            except HybridError as exc:
+                out[info.name] = {"ready": False, "detail": str(exc)}
+        return out
+
+    async def aclose(self) -> None:
+        for backend in self._backends.values():
+            try:
+                await backend.aclose()
+            except Exception as exc:  # noqa: BLE001 - closing must not stop closing the others
+                log.warning("closing %s failed: %s", backend.name, exc)
+        if self.cache is not None:
+            self.cache.close()
+        if self.audit is not None:
+            self.audit.close()
+
+    def close(self) -> None:
+        if self._loop_thread is not None:
+            self._loop_thread.run(self.aclose())
+            self._loop_thread.stop()
+            self._loop_thread = None
+        else:
+            asyncio.run(self.aclose())
+
+    def __enter__(self) -> HybridVLMProcessor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _settle(outcome: Generation | BaseException, name: str) -> Generation:
+    """A batch item's outcome as if `_call` had produced it."""
+    if isinstance(outcome, Generation):
+        return outcome
+    if isinstance(outcome, HybridError):
+        raise outcome
+    raise ServerError(f"{type(outcome).__name__}: {outcome}", name) from outcome
+
+
+def build_request(prompt: str, media: MediaInput | Sequence[MediaInput] | None = None, **hints: Any) -> Request:
+    """A `Request` from loose inputs: paths, URLs, bytes or Attachments, and hint keywords."""
+    from .types import Domain, Latency
+
+    items: list[MediaInput]
+    if media is None:
+        items = []
+    elif isinstance(media, (str, Path, bytes, Attachment)):
+        items = [media]
+    else:
+        items = list(media)
+    attachments = tuple(_attachment(m) for m in items)
+    if isinstance(hints.get("mode"), str):
+        hints["mode"] = Mode.parse(hints["mode"])
+    if isinstance(hints.get("domain"), str):
+        hints["domain"] = Domain.parse(hints["domain"])
+    if isinstance(hints.get("latency"), str):
+        hints["latency"] = Latency.parse(hints["latency"])
+    try:
+        return Request(prompt=prompt, attachments=attachments, **hints)
+    except TypeError as exc:
+        raise BadInputError(f"unknown request option: {exc}") from None
+
+
+def _attachment(item: MediaInput) -> Attachment:
+    if isinstance(item, Attachment):
+        return item
+    if isinstance(item, bytes):
+        return Attachment.from_bytes(item)
+    return Attachment.parse(str(item))
+
+
+__all__ = ["HybridVLMProcessor", "build_request"]

@@ -1,0 +1,72 @@
+"""Fixtures shared by every test area: an isolated home directory, sample media, processors."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
+from fastvlm_gemini_hybrid.config import Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads the developer's settings, keys or cache."""
+    home = tmp_path_factory.mktemp("home")
+    for var in ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "FASTVLM_HYBRID_CONFIG"):
+        monkeypatch.delenv(var, raising=False)
+    import os
+
+    for var in list(os.environ):
+        if var.startswith("FASTVLM_HYBRID_"):
+            monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("FASTVLM_HYBRID_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(home=tmp_path / "home")
+
+
+def _png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def png_bytes() -> bytes:
+    return _png()
+
+
+@pytest.fixture
+def image_file(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    path.write_bytes(_png())
+    return path
+
+
+@pytest.fixture
+def make_image() -> Callable[..., bytes]:
+    return _png
+
+
+@pytest.fixture
+def fake_backends() -> Callable[..., dict[str, FunctionBackend]]:
+    """Factory: a local and a cloud FunctionBackend answering with their own names."""
+
+    def make(local: Any = "local answer", cloud: Any = "cloud answer", **kw: Any) -> dict[str, FunctionBackend]:
+        return {
+            "fastvlm": FunctionBackend("fastvlm", local, kind="local", **kw.get("local_kw", {})),
+            "gemini": FunctionBackend("gemini", cloud, kind="cloud", **kw.get("cloud_kw", {})),
+        }
+
+    return make
