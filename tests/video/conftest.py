@@ -8,8 +8,6 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("av")
-pytest.importorskip("cv2")
 
 from fastvlm_gemini_hybrid.backends.base import Capabilities
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
