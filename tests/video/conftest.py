@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-
 from fastvlm_gemini_hybrid.backends.base import Capabilities
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.types import BackendKind

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 # The processor imports the router, which lands separately; until it does, these tests skip (not fail).
-
 from fastvlm_gemini_hybrid.agents.surveillance import AgentConfig, AlertDescriber, SurveillanceAgent, parse_description
 from fastvlm_gemini_hybrid.cli import main, video_cmd
 from fastvlm_gemini_hybrid.config import Settings
