@@ -12,14 +12,17 @@ rest (or, with `return_all`, waits for all and returns the others as `alternativ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .audit import AuditLog
 from .backends.base import Backend
+from .backends.circuit import sdk_retries
 from .backends.registry import create_backend
 from .cache import ResultCache, cache_key
 from .config import Settings, load_settings
@@ -117,6 +120,9 @@ class HybridVLMProcessor:
         try:
             if decision is None:
                 decision = self.router.decide(request)
+            if decision.sensitive and not request.sensitive:
+                # Backends refuse sensitive requests themselves too: let them see what the router found.
+                request = replace(request, sensitive=True)
             cached = None if first is not None else self._cache_lookup(request, decision)
             if cached is not None:
                 result = cached
@@ -238,12 +244,18 @@ class HybridVLMProcessor:
         return outcomes
 
     # ------------------------------------------------------------------ modes
-    async def _call(self, name: str, request: Request) -> Generation:
+    async def _call(self, name: str, request: Request, *, sdk_retry: bool = True) -> Generation:
+        """One backend call with the processor's timeout; library errors become typed ones.
+
+        `sdk_retry=False` stops HTTP backends from retrying inside the call: in fallback mode the next
+        backend, not a retry loop, is the answer to a failure.
+        """
         backend = self.backend(name)
         backend.check(request)
         start = time.perf_counter()
         try:
-            gen = await asyncio.wait_for(backend.generate(request), timeout=self.settings.request_timeout_s)
+            with contextlib.nullcontext() if sdk_retry else sdk_retries(0):
+                gen = await asyncio.wait_for(backend.generate(request), timeout=self.settings.request_timeout_s)
         except (asyncio.TimeoutError, TimeoutError):
             self.metrics.record_request(name, "call", "timeout", time.perf_counter() - start)
             raise BackendTimeoutError(f"no answer within {self.settings.request_timeout_s:g} s", name) from None
@@ -275,7 +287,10 @@ class HybridVLMProcessor:
                 if first is not None and i == 0:
                     gen = _settle(first, name)
                 else:
-                    gen = await self._call(name, request)
+                    more_to_try = i < len(names) - 1
+                    gen = await self._call(
+                        name, request, sdk_retry=decision.mode is not Mode.FALLBACK or not more_to_try
+                    )
             except HybridError as exc:
                 if not fallback_allowed(exc):
                     raise
@@ -372,6 +387,8 @@ class HybridVLMProcessor:
         """
         start = time.perf_counter()
         decision = self.router.decide(request)
+        if decision.sensitive and not request.sensitive:
+            request = replace(request, sensitive=True)
         cached = self._cache_lookup(request, decision)
         if cached is not None:
             yield cached.response

@@ -1,0 +1,1 @@
+"""Media handling: loading and limits, metadata stripping before cloud calls, DICOM, video."""
