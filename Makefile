@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,local,gemini,server,video,medical
-PYTEST_ARGS ?= -m "not slow and not browser"
+EXTRAS ?= dev,local,gemini,server,video,medical,browser
+# Browser tests run when chromium is installed (CI installs it: .ci/install-browser.sh); slow ones need make test-all.
+PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: install run test test-all lint bench clean
 

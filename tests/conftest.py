@@ -70,3 +70,23 @@ def fake_backends() -> Callable[..., dict[str, FunctionBackend]]:
         }
 
     return make
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    """Debian's chromium for Playwright. CI must have it (.ci/install-browser.sh): there a missing
+    browser fails the run instead of skipping the browser tests."""
+    import os
+
+    path = os.environ.get("FASTVLM_HYBRID_CHROMIUM", "/usr/bin/chromium")
+    if not Path(path).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"no chromium at {path}; .ci/install-browser.sh installs it")
+        pytest.skip(f"no chromium at {path} (apt-get install chromium, or bash .ci/install-browser.sh)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("playwright is not installed; pip install 'fastvlm-gemini-hybrid[browser]'")
+        pytest.skip("playwright is not installed: pip install 'fastvlm-gemini-hybrid[browser]'")
+    return path

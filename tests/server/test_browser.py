@@ -6,7 +6,6 @@ Run with `-m browser`; needs `/usr/bin/chromium` (see .ci/install-browser.sh) an
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
@@ -14,16 +13,14 @@ from urllib.parse import urlparse
 import pytest
 
 pytestmark = pytest.mark.browser
-CHROMIUM = os.environ.get("FASTVLM_HYBRID_CHROMIUM", "/usr/bin/chromium")
 
 
 @pytest.fixture
-def browser() -> Any:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no chromium at {CHROMIUM}")
+def browser(chromium_executable: str) -> Any:
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--enable-unsafe-webgpu"])
+        b = pw.chromium.launch(executable_path=chromium_executable, args=["--no-sandbox", "--enable-unsafe-webgpu"])
         yield b
         b.close()
 
