@@ -1,0 +1,102 @@
+"""`route`: show the routing decision for a prompt, without calling any model.
+
+Imports only the routing layer (pydantic, PyYAML), never torch or google-genai, so it answers in a
+fraction of a second and works on a machine with no model installed. The backends it reasons about
+come from `routing.configured_backends(settings)`: static capability data, not backend modules.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..errors import BadInputError
+from .common import add_json_flag, emit, settings_from_args
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "route",
+        help="show which backends a request would go to, and why (no model call)",
+        description="Explain the routing decision for PROMPT: domain, sensitivity, latency class, task, the "
+        "ordered backends and the rules that fired. Nothing is sent to any model.",
+    )
+    p.add_argument("prompt", metavar="PROMPT", help="the question you would ask")
+    p.add_argument(
+        "-a", "--attach", dest="attachments", action="append", default=[], metavar="FILE_OR_URL",
+        help="image, video, DICOM file, URL or YouTube link; '-' reads stdin (repeatable)",
+    )
+    p.add_argument("--mode", help="local-only, cloud-only, auto (default), parallel, fallback")
+    p.add_argument("--domain", help="medical, financial, legal, security, technical, educational, creative, general")
+    p.add_argument("--sensitive", action="store_true", default=None, help="mark the request sensitive")
+    p.add_argument("--latency", metavar="CLASS", help="realtime, low-latency, normal, batch")
+    p.add_argument("--max-latency-ms", type=int, metavar="N", help="latency budget in milliseconds")
+    add_json_flag(p)
+    p.set_defaults(handler=run)
+
+
+def _attachments(refs: list[str]) -> tuple[Any, ...]:
+    from ..types import Attachment
+
+    out = []
+    for ref in refs:
+        if ref == "-":
+            data = sys.stdin.buffer.read()
+            if not data:
+                raise BadInputError("-a - was given but stdin is empty")
+            out.append(Attachment.from_bytes(data, name="stdin"))
+        else:
+            out.append(Attachment.parse(ref))
+    return tuple(out)
+
+
+def build_request(args: argparse.Namespace) -> Any:
+    """A Request from the flags; unknown mode/domain/latency values raise BadInputError (exit 2)."""
+    from ..types import Domain, Latency, Mode, Request
+
+    return Request(
+        prompt=args.prompt,
+        attachments=_attachments(args.attachments),
+        mode=Mode.parse(args.mode) if args.mode else None,
+        domain=Domain.parse(args.domain) if args.domain else None,
+        sensitive=args.sensitive,
+        latency=Latency.parse(args.latency) if args.latency else None,
+        max_latency_ms=args.max_latency_ms,
+    )
+
+
+def explain(decision: Any) -> str:
+    """The decision in words, for people."""
+    d = decision
+    order = " -> ".join(d.backends)
+    lines = [
+        f"route: {order}",
+        f"mode {d.mode.value} · domain {d.domain.value} · latency {d.latency.value} · task {d.task.value}",
+        f"sensitive: {'yes' if d.sensitive else 'no'} · cloud allowed: {'yes' if d.cloud_allowed else 'no'}",
+    ]
+    if d.escalate_below is not None:
+        first, last = d.backends[0], d.backends[-1]
+        lines.append(f"escalates to {last} when {first} is less than {d.escalate_below:.2f} confident")
+    for reason in d.sensitivity_reasons:
+        lines.append(f"  sensitive because {reason}")
+    if d.rules:
+        lines.append("rules:")
+        lines.extend(f"  - {hit.name}: {hit.reason}" for hit in d.rules)
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..routing import Router, configured_backends, load_rules
+
+    settings = settings_from_args(args)
+    request = build_request(args)
+    router = Router(
+        configured_backends(settings),
+        load_rules(settings.rules_file),
+        default_mode=settings.default_mode,
+        confidence_threshold=settings.confidence_threshold,
+    )
+    decision = router.decide(request)
+    emit(args, decision.to_dict(), explain(decision))
+    return 0

@@ -1,0 +1,337 @@
+"""What the router knows about a request: domain, sensitivity, latency class and task.
+
+Detection is one linear pass over the prompt's tokens against a compiled lexicon (`lexicon.py`),
+plus the validated-number and secret scanners of `sensitive.py`. Tokens are lower-cased and lightly
+stemmed (plurals, -ing/-ed, possessives), on both sides, so "X-rays", "x-ray" and "xray's" all meet
+the same entry without a list of every form.
+
+Explicit hints on the request win over detection, with one exception that privacy demands: a user
+saying `sensitive=False` waives only *soft* evidence (words that suggest sensitivity). Hard evidence
+(a valid card number, a credential, a DICOM file, health terms tied to a person) keeps the request
+sensitive, because a wrong "not sensitive" hint must never send that data to the cloud.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from ..types import Domain, Latency, Request, Task
+from . import lexicon
+from .sensitive import Finding, find_contacts_and_secrets, find_numbers
+
+_TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
+_AGE = re.compile(r"\b\d{1,3}[- ](?:year|yr|month|week)s?[- ]old\b", re.I)
+_MAX_PHRASE = 4
+_MIN_DOMAIN_SCORE = 2.0
+_NAME_WEIGHT = 0.5  # attachment file names count, but less than what the user wrote
+
+SENSITIVE_CATEGORIES = ("user", "phi", "pii", "credentials", "confidential", "media")
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """A deliberately crude stemmer: the same function runs on lexicon and prompt, so it only has
+    to be consistent, not linguistically right. Plurals, -ing, -ed, final -e/-y are folded."""
+    w = word.split("'", 1)[0].split("’", 1)[0]
+    if len(w) <= 3:
+        return w
+    if w.endswith("ies"):
+        w = w[:-2]
+    elif w.endswith("es"):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    elif w.endswith("ing") and len(w) > 5:
+        w = w[:-3]
+    elif w.endswith("ed") and len(w) > 4:
+        w = w[:-2]
+    if w.endswith("e") and len(w) > 3:
+        w = w[:-1]
+    elif w.endswith("y") and len(w) > 3:
+        w = w[:-1] + "i"
+    return w
+
+
+def tokens(text: str) -> list[str]:
+    return [stem(t) for t in _TOKEN.findall(text.lower())]
+
+
+@dataclass
+class _Entry:
+    domains: list[tuple[str, float]] = field(default_factory=list)
+    sensitive: tuple[tuple[str, ...], str] | None = None
+    latency: str | None = None
+    task: str | None = None
+    display: str = ""
+
+
+def _compile() -> tuple[dict[str, _Entry], frozenset[str]]:
+    table: dict[str, _Entry] = {}
+
+    def entry(phrase: str) -> _Entry:
+        key = " ".join(tokens(phrase))
+        if not key or len(key.split()) > _MAX_PHRASE:
+            raise ValueError(f"lexicon phrase {phrase!r} is empty or longer than {_MAX_PHRASE} words")
+        return table.setdefault(key, _Entry(display=phrase))
+
+    for domain, terms in lexicon.load_domain_terms().items():
+        for phrase, weight in terms.items():
+            e = entry(phrase)
+            # "password" and "passwords" meet in one key: keep the larger weight, do not add twice.
+            old = dict(e.domains)
+            old[domain] = max(old.get(domain, 0.0), float(weight))
+            e.domains = list(old.items())
+    for phrase, value in lexicon.SENSITIVE_TERMS.items():
+        entry(phrase).sensitive = value
+    for phrase, latency in lexicon.LATENCY_TERMS.items():
+        entry(phrase).latency = latency
+    for phrase, task in lexicon.TASK_TERMS.items():
+        entry(phrase).task = task
+    prefixes: set[str] = set()
+    for key in table:
+        words = key.split(" ")
+        for n in range(1, len(words)):
+            prefixes.add(" ".join(words[:n]))
+    return table, frozenset(prefixes)
+
+
+_TABLE, _PHRASE_PREFIXES = _compile()
+_PERSON = frozenset(stem(w) for w in lexicon.PERSON_WORDS)
+_PHONE_CTX = frozenset(stem(w) for w in lexicon.PHONE_CONTEXT)
+_SSN_CTX = frozenset(stem(w) for w in lexicon.SSN_CONTEXT)
+_IDENTITY = frozenset(stem(w) for w in lexicon.IDENTITY_WORDS)
+_NAME = stem("name")
+_POSSESSORS = frozenset(stem(w) for w in lexicon.POSSESSORS)
+_RECORDS = frozenset(stem(w) for w in lexicon.PERSONAL_RECORDS)
+
+
+def _personal_record(toks: list[str]) -> str | None:
+    """The first "my statement" / "patient's chart" pair: a possessor within three words of a record."""
+    for i, tok in enumerate(toks):
+        if tok in _POSSESSORS:
+            for other in toks[i + 1 : i + 4]:
+                if other in _RECORDS:
+                    return f"{tok} {other}"
+    return None
+# Word shapes that mark a domain even when the word itself is not listed: clinical suffixes, and
+# code-like tokens (snake_case, camelCase, file.py, call()).
+_MEDICAL_SUFFIX = ("itis", "ectomy", "ostomy", "otomy", "oscopy", "aemia", "emia", "algia", "opathy", "plasty",
+                   "carcinoma", "sarcoma", "lymphoma", "hematoma", "melanoma")
+# Each alternative anchors on a short fixed shape, so the scan stays cheap on long prompts.
+_CODE = re.compile(
+    r"\w\(\)|\w\.(?:py|js|ts|tsx|jsx|java|go|rs|cpp|hpp|rb|php|sh|ya?ml|json|toml|sql|html|css|kt|swift)\b"
+    r"|[a-z]_[a-z0-9]|\b[a-z]+[A-Z][a-z]|`[^`\n]+`"
+)
+
+
+def _matches(toks: list[str]) -> list[_Entry]:
+    """Every lexicon entry in `toks`, each once, in order of first appearance. Linear in len(toks)."""
+    out: list[_Entry] = []
+    seen: set[int] = set()
+    n = len(toks)
+    for i, tok in enumerate(toks):
+        e = _TABLE.get(tok)
+        if e is not None and id(e) not in seen:
+            seen.add(id(e))
+            out.append(e)
+        # Grow the phrase only while it is still the start of some lexicon phrase.
+        key = tok
+        j = i + 1
+        while key in _PHRASE_PREFIXES and j < n:
+            key = key + " " + toks[j]
+            j += 1
+            e = _TABLE.get(key)
+            if e is not None and id(e) not in seen:
+                seen.add(id(e))
+                out.append(e)
+    return out
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Everything detection found, with the evidence, so the router can explain itself."""
+
+    domain: Domain
+    domain_scores: Mapping[str, float]
+    domain_triggers: tuple[str, ...]
+    sensitive: bool
+    sensitivity: frozenset[str]
+    sensitivity_reasons: tuple[str, ...]
+    latency: Latency
+    task: Task
+    attachment_kinds: frozenset[str] = frozenset()
+    image_count: int = 0
+    video_bytes: int = 0
+    hard_sensitive: bool = False
+    #: the reasons again, grouped by category (phi, pii, ...), for rule reason templates
+    reasons_by_category: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def _names(items: list[str]) -> str:
+    unique = list(dict.fromkeys(items))
+    if len(unique) <= 1:
+        return "".join(unique)
+    return ", ".join(unique[:-1]) + " and " + unique[-1]
+
+
+def _domain(scores: dict[str, float]) -> str:
+    best = max(lexicon.DOMAIN_ORDER, key=lambda d: (scores.get(d, 0.0), -lexicon.DOMAIN_ORDER.index(d)))
+    return best if scores.get(best, 0.0) >= _MIN_DOMAIN_SCORE else "general"
+
+
+def _latency(request: Request, cues: list[str]) -> Latency:
+    if request.latency is not None:
+        return request.latency
+    ms = request.max_latency_ms
+    if ms is not None:
+        if ms <= 1000:
+            return Latency.REALTIME
+        if ms <= 3000:
+            return Latency.LOW_LATENCY
+        if ms >= 60000:
+            return Latency.BATCH
+        return Latency.NORMAL
+    if any(a.url and a.url.startswith("rtsp://") for a in request.attachments):
+        return Latency.REALTIME
+    for cls in ("realtime", "low-latency", "batch"):
+        if cls in cues:
+            return Latency(cls)
+    return Latency.NORMAL
+
+
+def _task(request: Request, kinds: frozenset[str], images: int, cues: list[str], prompt: str) -> Task:
+    if request.options.json_schema:
+        return Task.STRUCTURED
+    if "youtube" in kinds:
+        return Task.YOUTUBE
+    if "video" in kinds:
+        return Task.VIDEO
+    if "compare" in cues or images >= 2:
+        return Task.COMPARE
+    for task in lexicon.TASK_ORDER:
+        if task in cues:
+            return Task(task)
+    return Task.QUESTION if prompt.rstrip().endswith("?") else Task.DESCRIBE
+
+
+def _sensitivity(
+    request: Request, toks: list[str], entries: list[_Entry], name_entries: list[tuple[str, _Entry]],
+    domain: str, triggers: list[str],
+) -> list[Finding]:
+    """All evidence of sensitivity, hard first. See the module docstring for hard vs soft."""
+    text = request.prompt
+    tokset = set(toks)
+    found = find_numbers(text, phone_context=bool(tokset & _PHONE_CTX), ssn_context=bool(tokset & _SSN_CTX))
+    found += find_contacts_and_secrets(text)
+    by_cat: dict[str, list[str]] = {}
+    for e in entries:
+        if e.sensitive is not None:
+            for cat in e.sensitive[0]:
+                by_cat.setdefault(cat, []).append(e.sensitive[1])
+    if _NAME in tokset and tokset & _IDENTITY:
+        by_cat.setdefault("pii", []).append("a person's name with identifying details")
+    if tokset & _POSSESSORS and tokset & _RECORDS:
+        pair = _personal_record(toks)
+        if pair:
+            by_cat.setdefault("pii", []).append(f"a personal record ({pair!r})")
+    person = bool(tokset & _PERSON) or ("old" in text and bool(_AGE.search(text)))
+    if "phi" in by_cat:
+        if person:
+            who = "a patient" if "a patient" in by_cat["phi"] else "a person"
+            found.append(Finding("phi", f"the prompt names {_names([who, *by_cat['phi']])}", hard=True))
+        else:
+            found.append(Finding("phi", f"the prompt mentions {_names(by_cat['phi'])} (health information)", False))
+    for cat in ("pii", "credentials", "confidential", "media"):
+        if cat in by_cat:
+            found.append(Finding(cat, f"the prompt names {_names(by_cat[cat])}", hard=False))
+    what = f" ({_names(triggers[:3])})" if triggers else ""
+    if domain == "medical" and "phi" not in by_cat:
+        found.append(Finding("phi", f"the request is about health{what}", hard=person))
+    elif domain == "financial" and person and "pii" not in by_cat:
+        found.append(Finding("pii", f"the request is about someone's own finances{what}", hard=False))
+    elif domain == "legal" and any(t not in lexicon.PUBLIC_LEGAL for t in triggers):
+        private = [t for t in triggers if t not in lexicon.PUBLIC_LEGAL]
+        why = f"legal papers are treated as confidential ({_names(private[:3])})"
+        found.append(Finding("confidential", why, hard=False))
+    for a in request.attachments:
+        if a.kind == "dicom":
+            found.append(Finding("media", "an attachment is a DICOM study (medical imaging carries PHI)", True))
+    for name, e in name_entries:
+        if e.sensitive is not None:
+            for cat in e.sensitive[0]:
+                found.append(Finding(cat, f"the attachment name {name!r} suggests {e.sensitive[1]}", hard=False))
+    return found
+
+
+def detect_signals(request: Request) -> Signals:
+    """Domain (+scores), sensitivity (+reasons), latency and task of `request`. Pure and linear."""
+    toks = tokens(request.prompt)
+    entries = _matches(toks)
+    scores: dict[str, float] = {}
+    triggers: dict[str, list[str]] = {}
+    cues: list[str] = []
+    for e in entries:
+        for dom, weight in e.domains:
+            scores[dom] = scores.get(dom, 0.0) + weight
+            triggers.setdefault(dom, []).append(e.display)
+        if e.latency:
+            cues.append(e.latency)
+        if e.task:
+            cues.append(e.task)
+    shape = [t for t in toks if len(t) > 6 and t.endswith(_MEDICAL_SUFFIX) and _TABLE.get(t) is None]
+    if shape:
+        scores["medical"] = scores.get("medical", 0.0) + 2.0 * min(len(shape), 2)
+        triggers.setdefault("medical", []).extend(shape[:2])
+    code = _CODE.findall(request.prompt)
+    if code:
+        scores["technical"] = scores.get("technical", 0.0) + 2.0 * min(len(code), 2)
+        triggers.setdefault("technical", []).append("code-like text")
+    kind_list = [a.kind for a in request.attachments]
+    kinds = frozenset(kind_list)
+    video_bytes = sum(a.size for a, k in zip(request.attachments, kind_list, strict=True) if k == "video")
+    images = sum(1 for k in kind_list if k in ("image", "dicom"))
+    name_entries: list[tuple[str, _Entry]] = []
+    for a in request.attachments:
+        if a.kind == "dicom":
+            scores["medical"] = scores.get("medical", 0.0) + 4.0
+            triggers.setdefault("medical", []).append("a DICOM study")
+        if a.name and a.kind != "youtube" and not a.name.startswith(("http://", "https://", "rtsp://")):
+            for e in _matches(tokens(a.name.rsplit(".", 1)[0].replace("_", " "))):
+                name_entries.append((a.name, e))
+                for dom, weight in e.domains:
+                    scores[dom] = scores.get(dom, 0.0) + weight * _NAME_WEIGHT
+                    triggers.setdefault(dom, []).append(e.display)
+    detected = _domain(scores)
+    domain = request.domain or Domain(detected)
+    dom_triggers = triggers.get(domain.value, [])
+    found = _sensitivity(request, toks, entries, name_entries, domain.value, dom_triggers)
+
+    if request.sensitive is False:
+        found = [f for f in found if f.hard]
+        found = [Finding(f.category, f.reason + " (a 'not sensitive' hint cannot waive this)", True) for f in found]
+    elif request.sensitive is True:
+        found.insert(0, Finding("user", "the request was marked sensitive", hard=True))
+    found.sort(key=lambda f: not f.hard)
+    reasons = tuple(dict.fromkeys(f.reason for f in found))
+    grouped: dict[str, list[str]] = {}
+    for f in found:
+        if f.reason not in grouped.setdefault(f.category, []):
+            grouped[f.category].append(f.reason)
+    return Signals(
+        domain=domain,
+        domain_scores=scores,
+        domain_triggers=tuple(dict.fromkeys(dom_triggers)),
+        sensitive=bool(found),
+        sensitivity=frozenset(f.category for f in found),
+        sensitivity_reasons=reasons,
+        latency=_latency(request, cues),
+        task=_task(request, kinds, images, cues, request.prompt),
+        attachment_kinds=kinds,
+        image_count=images,
+        video_bytes=video_bytes,
+        hard_sensitive=any(f.hard for f in found),
+        reasons_by_category={cat: tuple(items) for cat, items in grouped.items()},
+    )
