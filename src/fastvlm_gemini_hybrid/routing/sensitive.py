@@ -94,6 +94,11 @@ _SECRETS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ("pass", "pwd"),
     ),
     (
+        "a door, alarm or lock code",
+        r"(?i)\b(?:code|combination|combo|pin)\b[^.\n]{0,30}?\b(?:is|:|=|was)\s*#?\d{3,8}\b",
+        ("code", "combination", "combo", "pin"),
+    ),
+    (
         "a Wi-Fi or network key",
         r"(?i)\b(?:wpa2?|wpa3|psk|wifi|wi-fi|network)\b[^.\n]{0,20}?\s*[:=]\s*\S{6,}",
         ("wpa", "psk", "wifi", "wi-fi", "network"),
@@ -172,12 +177,31 @@ _WHO = re.compile(
 )
 
 
+# "where does the man in this photo live", "find where she lives": locating a person.
+_WHERE_LIVE = re.compile(r"(?i)\bwhere\b[^.?!\n]{0,40}?\b(?:lives?|living|stays?|works?)\b")
+# A person's name given as data: "his name is Liam O'Connor", "patient: Jane Smith", "Mr. Patel".
+_NAMED = re.compile(
+    r"\b(?:(?:[Nn]ame(?:d| is|:)|[Pp]atient:|[Cc]lient:|[Ee]mployee:|[Ss]tudent:)\s*"
+    r"[A-Z][a-z]+(?:[ -]?[A-Z][A-Za-z'-]+)?"
+    r"|(?:Mr|Mrs|Ms|Dr|Miss)\.? [A-Z][a-z]{2,})"
+)
+# Dates of birth in the usual written shapes, next to "born"/"DOB"/"birthday".
+_BIRTH = re.compile(r"(?i)\b(?:born|dob|d\.o\.b\.?|birthday|date of birth)\b[^.\n]{0,15}?\d{1,4}[/.-]\d{1,2}")
+
+
 def find_contacts_and_secrets(text: str) -> list[Finding]:
-    """Email addresses, street addresses, requests to identify people, and credentials."""
+    """Email addresses, street addresses, requests to identify or locate people, names given as data,
+    dates of birth, and credentials."""
     found: list[Finding] = []
     lower = text.lower()
     if ("who" in lower or "identif" in lower or "recogni" in lower or "name of" in lower) and _WHO.search(text):
         found.append(Finding("pii", "the prompt asks who a person is (identifying people)", hard=False))
+    if "where" in lower and ("liv" in lower or "stay" in lower or "work" in lower) and _WHERE_LIVE.search(text):
+        found.append(Finding("pii", "the prompt asks where a person lives or works", hard=False))
+    if ("name" in lower or ":" in text or "r" in text) and _NAMED.search(text):
+        found.append(Finding("pii", "the prompt gives a person's name", hard=True))
+    if _ANY_DIGIT.search(text) and _BIRTH.search(text):
+        found.append(Finding("pii", "the prompt contains a date of birth", hard=True))
     if "@" in text and _EMAIL.search(text):
         found.append(Finding("pii", "the prompt contains an email address", hard=True))
     if _ANY_DIGIT.search(text) and _ADDRESS.search(text):

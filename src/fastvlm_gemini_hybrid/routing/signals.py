@@ -1,7 +1,9 @@
 """What the router knows about a request: domain, sensitivity, latency class and task.
 
 Detection is one linear pass over the prompt's tokens against a compiled lexicon (`lexicon.py`),
-plus the validated-number and secret scanners of `sensitive.py`. Tokens are lower-cased and lightly
+plus the validated-number and secret scanners of `sensitive.py`, and a small naive Bayes
+classifier (`classifier.py`, trained offline) blended into the domain scores where the lexicon alone
+is not decisive. Tokens are lower-cased and lightly
 stemmed (plurals, -ing/-ed, possessives), on both sides, so "X-rays", "x-ray" and "xray's" all meet
 the same entry without a list of every form.
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from ..types import Domain, Latency, Request, Task
-from . import lexicon
+from . import classifier, lexicon
 from .sensitive import Finding, find_contacts_and_secrets, find_numbers
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
@@ -27,6 +29,17 @@ _AGE = re.compile(r"\b\d{1,3}[- ](?:year|yr|month|week)s?[- ]old\b", re.I)
 _MAX_PHRASE = 4
 _MIN_DOMAIN_SCORE = 2.0
 _NAME_WEIGHT = 0.5  # attachment file names count, but less than what the user wrote
+_NAME_WEIGHT_TERSE = 1.0  # ... unless the prompt is a word or two ("Read this"): then the name is the context
+# Blend with the naive Bayes classifier (classifier.py): a domain scores lexicon + _NB_WEIGHT * P(domain);
+# `general` scores _GENERAL_BASE + _NB_WEIGHT * P(general), so it wins only when the evidence is weak.
+# Chosen by cross-validation in scripts/train_router_nb.py (train on one labelled set, score the other).
+_NB_WEIGHT = 1.5
+_GENERAL_BASE = 2.0
+# Health words tied to a person are PHI even when another domain won ("my knee" in a question about a receipt):
+# a medical lexicon score this high, next to a person word, marks the request as health information.
+_PHI_PERSON_SCORE = 2.0
+_PHI_SCORE = 3.0
+_MODEL = classifier.load_model()
 
 SENSITIVE_CATEGORIES = ("user", "phi", "pii", "credentials", "confidential", "media")
 
@@ -177,9 +190,29 @@ def _names(items: list[str]) -> str:
     return ", ".join(unique[:-1]) + " and " + unique[-1]
 
 
-def _domain(scores: dict[str, float]) -> str:
-    best = max(lexicon.DOMAIN_ORDER, key=lambda d: (scores.get(d, 0.0), -lexicon.DOMAIN_ORDER.index(d)))
-    return best if scores.get(best, 0.0) >= _MIN_DOMAIN_SCORE else "general"
+def _lexicon_decides(scores: dict[str, float]) -> bool:
+    """True when no posterior could change the lexicon's answer, so the classifier need not run.
+
+    Each blended score moves by at most _NB_WEIGHT (a probability is at most 1), so a lexicon leader
+    ahead of every rival, and of `general`'s base, by more than that wins whatever the classifier says."""
+    if not scores:
+        return False
+    ranked = sorted(scores.values(), reverse=True)
+    top = ranked[0]
+    runner_up = max(ranked[1] if len(ranked) > 1 else 0.0, _GENERAL_BASE)
+    return top > runner_up + _NB_WEIGHT
+
+
+def _domain(scores: dict[str, float], posterior: Mapping[str, float] | None) -> str:
+    """The lexicon's best domain, or `general` when its evidence is weak; with a classifier posterior,
+    both are blended (see _NB_WEIGHT). Ties go to the more privacy-relevant domain."""
+    if posterior is None:
+        best = max(lexicon.DOMAIN_ORDER, key=lambda d: (scores.get(d, 0.0), -lexicon.DOMAIN_ORDER.index(d)))
+        return best if scores.get(best, 0.0) >= _MIN_DOMAIN_SCORE else "general"
+    order = lexicon.DOMAIN_ORDER
+    blended = {d: scores.get(d, 0.0) + _NB_WEIGHT * posterior.get(d, 0.0) for d in order[:-1]}
+    blended["general"] = _GENERAL_BASE + _NB_WEIGHT * posterior.get("general", 0.0)
+    return max(order, key=lambda d: (blended[d], -order.index(d)))
 
 
 def _latency(request: Request, cues: list[str]) -> Latency:
@@ -219,7 +252,7 @@ def _task(request: Request, kinds: frozenset[str], images: int, cues: list[str],
 
 def _sensitivity(
     request: Request, toks: list[str], entries: list[_Entry], name_entries: list[tuple[str, _Entry]],
-    domain: str, triggers: list[str],
+    domain: str, triggers: list[str], medical_score: float = 0.0,
 ) -> list[Finding]:
     """All evidence of sensitivity, hard first. See the module docstring for hard vs soft."""
     text = request.prompt
@@ -250,6 +283,11 @@ def _sensitivity(
     what = f" ({_names(triggers[:3])})" if triggers else ""
     if domain == "medical" and "phi" not in by_cat:
         found.append(Finding("phi", f"the request is about health{what}", hard=person))
+    elif domain != "medical" and "phi" not in by_cat and (
+        medical_score >= _PHI_SCORE or (person and medical_score >= _PHI_PERSON_SCORE)
+    ):
+        found.append(Finding("phi", "the prompt mentions health details" + (" of a person" if person else ""),
+                             hard=person))
     elif domain == "financial" and person and "pii" not in by_cat:
         found.append(Finding("pii", f"the request is about someone's own finances{what}", hard=False))
     elif domain == "legal" and any(t not in lexicon.PUBLIC_LEGAL for t in triggers):
@@ -294,20 +332,25 @@ def detect_signals(request: Request) -> Signals:
     video_bytes = sum(a.size for a, k in zip(request.attachments, kind_list, strict=True) if k == "video")
     images = sum(1 for k in kind_list if k in ("image", "dicom"))
     name_entries: list[tuple[str, _Entry]] = []
+    name_toks: list[str] = []
+    name_weight = _NAME_WEIGHT_TERSE if len(toks) <= 2 else _NAME_WEIGHT
     for a in request.attachments:
         if a.kind == "dicom":
             scores["medical"] = scores.get("medical", 0.0) + 4.0
             triggers.setdefault("medical", []).append("a DICOM study")
         if a.name and a.kind != "youtube" and not a.name.startswith(("http://", "https://", "rtsp://")):
-            for e in _matches(tokens(a.name.rsplit(".", 1)[0].replace("_", " "))):
+            ntoks = tokens(a.name.rsplit(".", 1)[0].replace("_", " ").replace("-", " "))
+            name_toks.extend(ntoks)
+            for e in _matches(ntoks):
                 name_entries.append((a.name, e))
                 for dom, weight in e.domains:
-                    scores[dom] = scores.get(dom, 0.0) + weight * _NAME_WEIGHT
+                    scores[dom] = scores.get(dom, 0.0) + weight * name_weight
                     triggers.setdefault(dom, []).append(e.display)
-    detected = _domain(scores)
+    posterior = _MODEL.posterior(toks + name_toks) if _MODEL is not None and not _lexicon_decides(scores) else None
+    detected = _domain(scores, posterior)
     domain = request.domain or Domain(detected)
     dom_triggers = triggers.get(domain.value, [])
-    found = _sensitivity(request, toks, entries, name_entries, domain.value, dom_triggers)
+    found = _sensitivity(request, toks, entries, name_entries, domain.value, dom_triggers, scores.get("medical", 0.0))
 
     if request.sensitive is False:
         found = [f for f in found if f.hard]
