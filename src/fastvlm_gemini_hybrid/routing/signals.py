@@ -39,7 +39,6 @@ _GENERAL_BASE = 2.0
 # a medical lexicon score this high, next to a person word, marks the request as health information.
 _PHI_PERSON_SCORE = 2.0
 _PHI_SCORE = 3.0
-_MODEL = classifier.load_model()
 
 SENSITIVE_CATEGORIES = ("user", "phi", "pii", "credentials", "confidential", "media")
 
@@ -346,7 +345,9 @@ def detect_signals(request: Request) -> Signals:
                 for dom, weight in e.domains:
                     scores[dom] = scores.get(dom, 0.0) + weight * name_weight
                     triggers.setdefault(dom, []).append(e.display)
-    posterior = _MODEL.posterior(toks + name_toks) if _MODEL is not None and not _lexicon_decides(scores) else None
+    # The classifier's weights load on first need (lru-cached): a prompt the word lists decide never pays for them.
+    model = None if _lexicon_decides(scores) else classifier.load_model()
+    posterior = model.posterior(toks + name_toks) if model is not None else None
     detected = _domain(scores, posterior)
     domain = request.domain or Domain(detected)
     dom_triggers = triggers.get(domain.value, [])
