@@ -1,11 +1,13 @@
 """Copy what the web UI's in-browser path needs from node_modules into `static/vendor/`.
 
-    ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts
+    scripts/vendor-web.sh        # = ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts, then:
     python -m fastvlm_gemini_hybrid.server.vendor_web [NODE_MODULES]
 
 Why a copy step: the page must load everything from our own server (no CDN), node_modules must not
-be committed, and only a handful of files (transformers.js and ONNX Runtime's wasm build with the
-WebGPU/JSEP variant) are needed, about 30 MB instead of node_modules' hundreds.
+be committed, and only three files are needed (about 22 MB instead of node_modules' hundreds):
+transformers.js' self-contained browser build, which bundles ONNX Runtime Web's JavaScript, and ONNX
+Runtime's wasm binary with its loader (the JSEP build, which serves both the WASM and the WebGPU
+backends). `env.backends.onnx.wasm.wasmPaths` in browser-infer.js points ONNX Runtime at them.
 """
 
 from __future__ import annotations
@@ -20,18 +22,29 @@ FILES = {
         "transformers.min.js", "ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm",
     ],
 }
+INSTALL_HINT = "run scripts/vendor-web.sh (ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts, then this copy)"
+
+
+def vendored_names() -> list[str]:
+    return [name for names in FILES.values() for name in names]
+
+
+def missing(dest: Path = VENDOR) -> list[str]:
+    """Vendored files the page needs that are not in `dest` (empty once vendoring has run)."""
+    return [name for name in vendored_names() if not (dest / name).is_file()]
 
 
 def vendor(node_modules: Path, dest: Path = VENDOR) -> list[Path]:
     """Copy the files; raise SystemExit with one line when node_modules lacks them."""
+    for folder, names in FILES.items():
+        for name in names:
+            if not (node_modules / folder / name).is_file():
+                raise SystemExit(f"missing {node_modules / folder / name}; {INSTALL_HINT}")
     dest.mkdir(parents=True, exist_ok=True)
     copied: list[Path] = []
     for folder, names in FILES.items():
         for name in names:
-            src = node_modules / folder / name
-            if not src.is_file():
-                raise SystemExit(f"missing {src}; run: ONNXRUNTIME_NODE_INSTALL=skip npm ci --ignore-scripts")
-            shutil.copy2(src, dest / name)
+            shutil.copy2(node_modules / folder / name, dest / name)
             copied.append(dest / name)
     return copied
 

@@ -104,36 +104,50 @@ async function askServer(files) {
   }
 }
 
-async function askBrowser(files) {
+function ms(value) {
+  return `${value.toFixed(0)} ms`;
+}
+
+async function askBrowser(files, engine) {
   const image = files.find((f) => (f.type || "image/").startsWith("image/"));
   if (!image) throw new Error("in-browser inference takes one image");
   const { runInBrowser } = await import("/ui/browser-infer.js");
   const out = await runInBrowser(state.browserModels || [], image, $("prompt").value, (piece) => {
     $("answer").textContent += piece;
-  });
+  }, engine, Math.max(1, Number($("max-tokens").value) || 64));
   $("answer").textContent = out.text;
-  $("route").textContent = `answered in this browser by ${out.model} on ${out.device}`;
-  $("timing").textContent = `path: browser-${out.device} · load ${out.loadMs.toFixed(0)} ms · generate ${out.generateMs.toFixed(0)} ms`;
+  $("route").textContent = `answered in this browser by ${out.model} on ${out.device} · nothing left this machine`;
+  const rate = out.tokensPerS ? ` (${out.tokensPerS.toFixed(1)} tokens/s)` : "";
+  $("timing").textContent = `path: browser-${out.device} · load ${out.reused ? "0 ms (reused)" : ms(out.loadMs)} · ` +
+    `first token ${ms(out.firstTokenMs)} · generate ${ms(out.generateMs)} · ${out.tokens} tokens${rate}`;
+  $("fallback").textContent = out.skipped.map((s) => `${s.device} skipped: ${s.error}`).join(" · ");
   recordLatency(out.generateMs, `browser-${out.device}`);
 }
 
 async function ask(files = state.files) {
-  $("answer").textContent = "";
-  $("route").textContent = "";
-  $("error").textContent = "";
+  for (const id of ["answer", "route", "timing", "fallback", "error"]) $(id).textContent = "";
+  const engine = $("engine").value;
   try {
-    if ($("engine").value === "browser") {
+    if (engine !== "server") {
       try {
-        await askBrowser(files);
+        await askBrowser(files, engine);
         return;
       } catch (err) {
-        $("error").textContent = `in-browser inference unavailable (${err.message}); asking the server`;
+        $("fallback").textContent = `${err.message}; asked the server instead`;
+        $("answer").textContent = "";
       }
     }
     await askServer(files);
   } catch (err) {
     $("error").textContent = err.message;
   }
+}
+
+async function showWebGPU() {
+  const { detectWebGPU } = await import("/ui/browser-infer.js");
+  const gpu = await detectWebGPU();
+  $("webgpu").textContent = gpu.available ? `WebGPU: available (${gpu.reason})` : `WebGPU: unavailable – ${gpu.reason}; in-browser runs use WASM`;
+  $("webgpu").dataset.available = String(gpu.available);
 }
 
 async function captureFrame() {
@@ -176,6 +190,7 @@ function wire() {
   $("apikey").value = localStorage.getItem("fastvlm-hybrid-key") || "";
   refreshStatus();
   setInterval(refreshStatus, 15000);
+  showWebGPU().catch((err) => { $("webgpu").textContent = `WebGPU: check failed – ${err.message}`; });
 }
 
 wire();
