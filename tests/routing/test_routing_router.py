@@ -93,9 +93,13 @@ def test_privacy_holds_with_every_default_rule_disabled(
 
 @pytest.mark.parametrize(
     ("mode", "expected", "escalates"),
-    [(Mode.AUTO, ("fastvlm", "gemini"), True), (Mode.PARALLEL, ("fastvlm", "gemini"), False),
-     (Mode.FALLBACK, ("fastvlm", "gemini"), False), (Mode.LOCAL_ONLY, ("fastvlm",), False),
-     (Mode.CLOUD_ONLY, ("gemini",), False)],
+    [
+        (Mode.AUTO, ("fastvlm", "gemini"), True),
+        (Mode.PARALLEL, ("fastvlm", "gemini"), False),
+        (Mode.FALLBACK, ("fastvlm", "gemini"), False),
+        (Mode.LOCAL_ONLY, ("fastvlm",), False),
+        (Mode.CLOUD_ONLY, ("gemini",), False),
+    ],
 )
 def test_modes_pick_backends(mode: Mode, expected: tuple[str, ...], escalates: bool, router: Router) -> None:
     decision = router.decide(Request(prompt="What breed is this dog?", mode=mode))
@@ -124,9 +128,10 @@ def test_latency_rules_set_escalation(hints: dict[str, Any], expected: float | N
 
 
 def test_no_escalation_when_the_local_backend_reports_no_confidence() -> None:
-    infos = [BackendInfo("mlx", STATIC_CAPABILITIES["mlx"]), BackendInfo("gemini", STATIC_CAPABILITIES["gemini"])]
+    # An OpenAI-compatible server reports no token probabilities, so nothing to escalate on.
+    infos = [BackendInfo("openai", STATIC_CAPABILITIES["openai"]), BackendInfo("gemini", STATIC_CAPABILITIES["gemini"])]
     decision = Router(infos).decide(Request(prompt="What breed is this dog?"))
-    assert decision.backends == ("mlx", "gemini") and decision.escalate_below is None
+    assert decision.backends == ("openai", "gemini") and decision.escalate_below is None
 
 
 # ----------------------------------------------------------------------------- capabilities and availability
@@ -242,7 +247,17 @@ def test_local_backend_auto_picks_mlx_on_apple_silicon(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(sys, "platform", "darwin")
     monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "mlx_vlm" else real_find_spec(name, *a)
+    )
     assert configured_backends(load_settings(home=tmp_path))[0].name == "mlx"
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "mlx_vlm" else real_find_spec(name, *a)
+    )
+    assert configured_backends(load_settings(home=tmp_path))[0].name == "fastvlm"  # extra missing: PyTorch
 
 
 def test_local_backend_openai_without_server_is_unavailable(tmp_path: Path) -> None:

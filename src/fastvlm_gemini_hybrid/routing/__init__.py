@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 import sys
 from typing import TYPE_CHECKING, Any
@@ -40,7 +41,9 @@ STATIC_CAPABILITIES: dict[str, Capabilities] = {
         kind=BackendKind.LOCAL, media=frozenset({"image", "video", "dicom"}), max_images=4,
         streaming=True, batching=True, confidence=True,
     ),
-    "mlx": Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=1, streaming=True),
+    "mlx": Capabilities(
+        kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=1, streaming=True, confidence=True
+    ),
     "gemini": Capabilities(
         kind=BackendKind.CLOUD, media=frozenset({"image", "video", "youtube"}), max_images=16,
         streaming=True, json_schema=True,
@@ -59,7 +62,8 @@ def _apple_silicon() -> bool:
 def _local_choice(setting: str) -> str:
     choice = (setting or "auto").strip().lower()
     if choice == "auto":
-        return "mlx" if _apple_silicon() else "fastvlm"
+        # MLX on Apple Silicon when its extra is installed; PyTorch (MPS, CUDA or CPU) everywhere else.
+        return "mlx" if _apple_silicon() and importlib.util.find_spec("mlx_vlm") is not None else "fastvlm"
     if choice not in ("fastvlm", "mlx", "openai"):
         raise ConfigurationError(f"unknown local_backend {setting!r}; choose auto, fastvlm, mlx or openai")
     return choice
