@@ -11,6 +11,12 @@ PYTEST_ARGS ?= -m "not slow"
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	# MLX runs on Linux's CPU build too, so its tests run everywhere. mlx-vlm pulls in the GUI build of
+	# OpenCV; put the headless build back so the video stack stays headless.
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[mlx]'
+	$(PY) -m pip uninstall -q -y opencv-python
+	$(PY) -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
+	  "opencv-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
 	touch $@
 
 install: $(VENV)/.installed
