@@ -232,3 +232,8 @@ def test_detection_is_linear_enough_for_long_prompts() -> None:
         return min(times)
 
     assert best(long) < best(short) * 40 * 4
+
+
+@pytest.mark.parametrize("prompt", ["Describe", "describe it", "What is this?", "Explain", "Caption"])
+def test_one_bare_word_is_general_not_a_classifier_guess(prompt: str) -> None:
+    assert detect_signals(Request(prompt=prompt)).domain.value == "general"

@@ -34,26 +34,36 @@ class NaiveBayes:
     prior: tuple[float, ...]
     loglik: dict[str, list[float]]  # lists straight from JSON: converting 8k rows would double the load time
 
-    def posterior(self, toks: list[str]) -> dict[str, float]:
+    def posterior(self, toks: list[str]) -> dict[str, float] | None:
         """P(domain | features of `toks`): unigrams and adjacent bigrams the model knows, each once,
         from the first MAX_TOKENS tokens.
 
         Unknown features are skipped rather than smoothed in: a word the model never saw says
-        nothing about the domain, and skipping keeps long prompts from drifting toward the prior."""
+        nothing about the domain, and skipping keeps long prompts from drifting toward the prior.
+        None when fewer than MIN_FEATURES are known: one word ("Describe") is no evidence of a domain,
+        and the prior alone would pick whichever domain was most common in training."""
         scores = list(self.prior)
         get = self.loglik.get
         toks = toks[:MAX_TOKENS]
         # dict, not set: a fixed summation order keeps the result bit-identical from run to run
         feats = dict.fromkeys(toks)
         feats.update(dict.fromkeys(map(" ".join, itertools.pairwise(toks))))
+        known = 0
         for feat in feats:
             row = get(feat)
             if row is not None:
+                known += 1
                 scores = [a + b for a, b in zip(scores, row)]  # noqa: B905 - rows have len(domains)
+        if known < MIN_FEATURES:
+            return None
         top = max(scores)
         exps = [math.exp(s - top) for s in scores]
         total = sum(exps)
         return {d: e / total for d, e in zip(self.domains, exps, strict=True)}
+
+
+#: Fewer known features than this and the classifier abstains (see NaiveBayes.posterior).
+MIN_FEATURES = 2
 
 
 @lru_cache(maxsize=1)
