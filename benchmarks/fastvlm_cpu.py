@@ -1,0 +1,304 @@
+"""FastVLM-0.5B at full size, random weights, on this machine's CPU: ours vs plain transformers.
+
+    python benchmarks/fastvlm_cpu.py            # 3 measured runs per configuration, 32 tokens
+    python benchmarks/fastvlm_cpu.py --quick    # 2 runs, 12 tokens
+    python benchmarks/fastvlm_cpu.py --int8     # also dynamic int8
+
+The model has the released 0.5B checkpoint's exact shapes (Qwen2-0.5B decoder, timm fastvit_mci3 at
+1024 px, 256 image tokens) with random weights, so nothing is downloaded. It is written once (bf16
+safetensors, like the real checkpoint) to a temp directory and reused (`--model-dir` to choose).
+
+"plain" is the model card's usage: AutoProcessor + FastVlmForConditionalGeneration.from_pretrained(dtype)
++ model.generate(**inputs). "ours" is FastVLMRuntime, the code behind `fastvlm-hybrid ask` (pad to
+square, channels-last vision tower, SDPA, inference_mode, vision/prefix cache, manual decode loop).
+All configurations are timed in one process, interleaved run by run with the order rotated, so a shared
+machine's noise falls on all alike; ratios are medians of per-run ratios. Peak RSS comes from a separate
+process per configuration. Figures: TTFT (image bytes to first
+token, preprocessing included), vision encode, decode tokens/s, follow-up TTFT on the same image.
+Goals (issue): TTFT <= 0.8x plain, decode >= 1.0x plain, follow-up <= 0.3x TTFT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+CONFIGS = ("plain-fp32", "plain-bf16", "ours-fp32", "ours-bf16")
+
+
+def build(model_dir: Path) -> None:
+    """Write the full-size random FastVLM-0.5B (reused when already there)."""
+    if (model_dir / "model.safetensors").is_file() or (model_dir / "model.safetensors.index.json").is_file():
+        return
+    import torch
+    from transformers import FastVlmForConditionalGeneration, GenerationConfig
+
+    from fastvlm_gemini_hybrid.models.architecture import FULL_IMAGE_SIZE, build_processor, fastvlm_config
+    from fastvlm_gemini_hybrid.models.tiny import train_tokenizer
+
+    start = time.perf_counter()
+    tok = train_tokenizer()
+    image_id, im_end, eot = (tok.convert_tokens_to_ids(t) for t in ("<image>", "<|im_end|>", "<|endoftext|>"))
+    # 151936 + 64: the converted checkpoint's padded vocabulary (one added <image> row, padded to 64)
+    config = fastvlm_config(tiny=False, vocab_size=152000, image_token_id=image_id, eos_token_id=[im_end, eot],
+                            pad_token_id=eot)
+    torch.manual_seed(0)
+    model = FastVlmForConditionalGeneration(config).to(torch.bfloat16).eval()
+    model.generation_config = GenerationConfig(eos_token_id=[im_end, eot], pad_token_id=eot, do_sample=False)
+    model.save_pretrained(model_dir)
+    build_processor(tok, image_size=FULL_IMAGE_SIZE).save_pretrained(model_dir)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"built random FastVLM-0.5B ({params / 1e6:.0f}M parameters) in {time.perf_counter() - start:.1f} s "
+          f"at {model_dir}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- contestants
+class Plain:
+    """The model card's usage: processor + model.generate, no reuse between calls."""
+
+    def __init__(self, model_dir: Path, dtype_name: str) -> None:
+        import torch
+        from transformers import AutoProcessor, FastVlmForConditionalGeneration
+
+        self.torch = torch
+        self.dtype = getattr(torch, dtype_name)
+        start = time.perf_counter()
+        self.model = FastVlmForConditionalGeneration.from_pretrained(model_dir, dtype=self.dtype)
+        self.processor = AutoProcessor.from_pretrained(model_dir)
+        self.load_s = time.perf_counter() - start
+
+    def ask(self, image_bytes: bytes, question: str, tokens: int) -> dict[str, float]:
+        import io
+
+        from PIL import Image
+        from transformers.generation.streamers import BaseStreamer
+
+        class FirstToken(BaseStreamer):
+            """Timestamps the first generated token (generate() first puts the prompt)."""
+
+            def __init__(self) -> None:
+                self.puts, self.first = 0, 0.0
+
+            def put(self, value: Any) -> None:
+                self.puts += 1
+                if self.puts == 2:
+                    self.first = time.perf_counter()
+
+            def end(self) -> None:
+                pass
+
+        t0 = time.perf_counter()
+        image = Image.open(io.BytesIO(image_bytes))
+        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        prompt = self.processor.apply_chat_template(conversation, add_generation_prompt=True)
+        inputs = self.processor(images=image, text=prompt, return_tensors="pt").to(self.model.device, self.dtype)
+        prep = time.perf_counter() - t0
+        streamer = FirstToken()
+        self.model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                            streamer=streamer)
+        end = time.perf_counter()
+        out = {"ttft_s": streamer.first - t0, "preprocess_s": prep}
+        if tokens > 1:
+            out["decode_tok_s"] = (tokens - 1) / (end - streamer.first)
+            with self.torch.no_grad():  # the vision tower alone, as plain code runs it
+                v0 = time.perf_counter()
+                self.model.get_image_features(pixel_values=inputs["pixel_values"])
+                out["vision_s"] = time.perf_counter() - v0
+        return out
+
+
+class Ours:
+    """FastVLMRuntime: the code behind the `fastvlm` backend."""
+
+    def __init__(self, model_dir: Path, dtype_name: str, quantize: str | None = None) -> None:
+        from fastvlm_gemini_hybrid.models.runtime import FastVLMRuntime
+
+        start = time.perf_counter()
+        self.runtime = FastVLMRuntime(model_dir, device="cpu", dtype=dtype_name, quantize=quantize)
+        self.runtime.load()
+        self.load_s = time.perf_counter() - start
+
+    def ask(self, image_bytes: bytes, question: str, tokens: int) -> dict[str, float]:
+        from fastvlm_gemini_hybrid.models.runtime import GenItem, ImageInput
+        from fastvlm_gemini_hybrid.types import GenerationOptions
+
+        item = GenItem(question, (ImageInput.from_bytes(image_bytes),), GenerationOptions(max_tokens=tokens))
+        result = self.runtime.generate([item], ignore_eos=True)[0]
+        out = {"ttft_s": result.ttft_s}
+        timings = self.runtime.last_timings
+        for key in ("preprocess_s", "vision_s"):
+            if key in timings:
+                out[key] = timings[key]
+        if tokens > 1:
+            out["decode_tok_s"] = (result.output_tokens - 1) / (result.total_s - result.ttft_s)
+        return out
+
+
+def make(name: str, model_dir: Path) -> Any:
+    kind, dtype = name.split("-")
+    dtype_name = {"fp32": "float32", "bf16": "bfloat16", "int8": "float32"}[dtype]
+    if kind == "plain":
+        return Plain(model_dir, dtype_name)
+    return Ours(model_dir, dtype_name, "int8" if dtype == "int8" else None)
+
+
+# ---------------------------------------------------------------------------- workers (own processes)
+def worker_timing(model_dir: Path, names: list[str], runs: int, tokens: int) -> dict[str, Any]:
+    """All contestants in one process, interleaved run by run (order rotated), so the noise of a shared
+    machine falls on all of them alike; the paired per-run ratios are then comparable."""
+    import torch  # noqa: F401 - imported before any clock starts
+    import transformers  # noqa: F401
+
+    from fastvlm_gemini_hybrid.models.bench import QUESTIONS, synthetic_image
+
+    contestants = {name: make(name, model_dir) for name in names}
+    results: dict[str, Any] = {n: {"load_s": c.load_s, "samples": {}} for n, c in contestants.items()}
+    warm = synthetic_image(999)
+    for c in contestants.values():
+        c.ask(warm, QUESTIONS[0], tokens)
+        c.ask(warm, QUESTIONS[1], 1)
+    for run in range(runs):
+        image = synthetic_image(1000 + run)
+        order = names[run % len(names):] + names[:run % len(names)]
+        for name in order:
+            samples = results[name]["samples"]
+            for key, value in contestants[name].ask(image, QUESTIONS[0], tokens).items():
+                samples.setdefault(key, []).append(value)
+            if name.startswith("ours"):  # plain usage has no reuse: its follow-up is a full TTFT again
+                follow = contestants[name].ask(image, QUESTIONS[1 + run % 2], 1)
+                samples.setdefault("followup_ttft_s", []).append(follow["ttft_s"])
+    return results
+
+
+def worker_rss(model_dir: Path, name: str) -> dict[str, Any]:
+    """Peak RSS of one configuration on its own: load plus one 4-token answer."""
+    from fastvlm_gemini_hybrid.models.bench import QUESTIONS, synthetic_image
+
+    make(name, model_dir).ask(synthetic_image(5), QUESTIONS[0], 4)
+    return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+# ---------------------------------------------------------------------------- parent: run, then report
+def med(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def spread(values: list[float]) -> float:
+    return max(values) / min(values) if values and min(values) > 0 else float("nan")
+
+
+def paired(results: dict[str, Any], a: str, b: str, key: str) -> str:
+    """Median of per-run ratios a/b (same run, same image, same moment's machine load)."""
+    if a not in results or b not in results:
+        return "-"
+    xs, ys = results[a]["samples"].get(key, []), results[b]["samples"].get(key, [])
+    ratios = [x / y for x, y in zip(xs, ys, strict=False) if y]
+    return f"{med(ratios):.2f}x" if ratios else "-"
+
+
+def best_ratio(results: dict[str, Any], a: str, b: str, key: str) -> str:
+    xs, ys = results[a]["samples"].get(key), results[b]["samples"].get(key)
+    if not xs or not ys:
+        return "-"
+    pick = max if key == "decode_tok_s" else min
+    return f"{pick(xs) / pick(ys):.2f}x"
+
+
+def report(results: dict[str, Any], rss: dict[str, float], load_before: float, load_after: float) -> None:
+    names = list(results)
+    rows = [("load (s)", "load_s", "{:.2f}"), ("preprocess (s)", "preprocess_s", "{:.3f}"),
+            ("vision encode (s)", "vision_s", "{:.3f}"), ("TTFT (s)", "ttft_s", "{:.3f}"),
+            ("follow-up TTFT (s)", "followup_ttft_s", "{:.3f}"), ("decode (tok/s)", "decode_tok_s", "{:.2f}")]
+    print(f"\n{'median [best]':<22}" + "".join(f"{n:>20}" for n in names))
+    for label, key, fmt in rows:
+        cells = []
+        for n in names:
+            if key == "load_s":
+                cells.append(fmt.format(results[n]["load_s"]))
+                continue
+            vals = results[n]["samples"].get(key)
+            best = (max(vals) if key == "decode_tok_s" else min(vals)) if vals else None
+            cells.append(f"{fmt.format(med(vals))} [{fmt.format(best)}]" if vals else "-")
+        print(f"{label:<22}" + "".join(f"{c:>20}" for c in cells))
+    print(f"{'peak RSS (GiB)':<22}" + "".join(f"{rss.get(n, float('nan')):>20.2f}" for n in names))
+
+    print("\nratios: paired = median of per-run ratios; best = best run / best run (contention only slows, so")
+    print("best-of-N is the steadier figure on a shared machine).  Goals: TTFT <= 0.80x, decode >= 1.00x")
+    print(f"  {'':<28}{'TTFT paired':>12}{'best':>7}{'decode paired':>15}{'best':>7}{'vision paired':>15}{'best':>7}")
+    for ours, plain in (("ours-bf16", "plain-bf16"), ("ours-bf16", "plain-fp32"), ("ours-fp32", "plain-fp32"),
+                        ("ours-int8", "plain-fp32")):
+        if ours in results and plain in results:
+            cells = "".join(f"{paired(results, ours, plain, k):>{w}}{best_ratio(results, ours, plain, k):>7}"
+                            for k, w in (("ttft_s", 12), ("decode_tok_s", 15), ("vision_s", 15)))
+            print(f"  {ours + ' / ' + plain:<28}{cells}")
+    for n in names:
+        if n.startswith("ours"):
+            print(f"  {n}: follow-up TTFT / its own cold TTFT = {_follow(results[n])}   (goal <= 0.30x)")
+    worst = max(spread(r["samples"]["ttft_s"]) for r in results.values())
+    print(f"\nnoise: worst max/min TTFT spread within one configuration {worst:.2f}x; load average "
+          f"{load_before:.2f} before, {load_after:.2f} after, on {os.cpu_count()} CPUs")
+
+
+def _follow(result: dict[str, Any]) -> str:
+    s = result["samples"]
+    ratios = [f / t for f, t in zip(s["followup_ttft_s"], s["ttft_s"], strict=False) if t]
+    return f"{med(ratios):.2f}x"
+
+
+def _child(args: argparse.Namespace, *extra: str) -> Any:
+    cmd = [sys.executable, __file__, "--model-dir", str(args.model_dir), "--runs", str(args.runs),
+           "--tokens", str(args.tokens), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {' '.join(extra)} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 runs of 12 tokens per configuration")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=32)
+    parser.add_argument("--int8", action="store_true", help="also measure ours with dynamic int8")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {CONFIGS}")
+    parser.add_argument("--no-rss", action="store_true", help="skip the per-configuration peak-RSS processes")
+    parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "fastvlm-0.5b-random")
+    parser.add_argument("--json", action="store_true", help="print the raw results as JSON at the end")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.tokens = 2, 12
+    names = [c for c in args.configs.split(",") if c] + (["ours-int8"] if args.int8 else [])
+    if args.worker == "timing":
+        print(json.dumps(worker_timing(args.model_dir, names, args.runs, args.tokens)))
+        return 0
+    if args.worker:
+        print(json.dumps(worker_rss(args.model_dir, args.worker)))
+        return 0
+    build(args.model_dir)
+    load_before = os.getloadavg()[0]
+    print(f"timing {', '.join(names)} interleaved ({args.runs} runs, {args.tokens} tokens) ...", file=sys.stderr)
+    results = _child(args, "--worker", "timing", "--configs", ",".join(names))
+    load_after = os.getloadavg()[0]
+    rss: dict[str, float] = {}
+    if not args.no_rss:
+        for name in names:
+            print(f"peak RSS of {name} on its own ...", file=sys.stderr)
+            rss[name] = _child(args, "--worker", name)["peak_rss_gib"]
+    report(results, rss, load_before, load_after)
+    if args.json:
+        print(json.dumps({"timing": results, "peak_rss_gib": rss}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""The local FastVLM backend on PyTorch (transformers' native `fast_vlm` classes).
+
+`FastVLMBackend(settings)` is cheap: it resolves nothing and imports no torch until the first request
+(or `health()`/`load()`), so building a processor or printing `--help` stays fast. One model is loaded
+per backend and shared by every concurrent request: a lock serialises the blocking torch work, which runs
+in a worker thread (`asyncio.to_thread`) so the event loop keeps serving other requests meanwhile.
+A model that is not downloaded raises `ModelNotDownloadedError` naming `fastvlm-hybrid models pull NAME`;
+that error lets the processor fall back to another backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ..errors import (
+    BackendError,
+    BackendUnavailableError,
+    BadInputError,
+    HybridError,
+    MissingDependencyError,
+    ModelNotDownloadedError,
+)
+from ..types import BackendKind, Generation, Request, Usage
+from .base import Backend, Capabilities, Health
+
+_DONE = object()
+
+
+class _StreamClosed(Exception):
+    """Raised inside the decode loop when a stream's consumer stopped reading."""
+
+
+class FastVLMBackend(Backend):
+    """FastVLM (or another image-text-to-text model) in this process, on CUDA, MPS or CPU."""
+
+    name = "fastvlm"
+    capabilities = Capabilities(
+        kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=4, streaming=True, batching=True,
+        confidence=True,
+    )
+
+    def __init__(self, settings: Any = None, *, model: str | None = None) -> None:
+        if settings is None:
+            from ..config import load_settings
+
+            settings = load_settings()
+        self.settings = settings
+        self.model_name = model or settings.local_model
+        self.default_model = self.model_name
+        self._runtime: Any = None
+        self._resolved: Any = None
+        self._load_error: BaseException | None = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self.load_seconds: float | None = None
+
+    # ------------------------------------------------------------------ loading
+    def resolve(self) -> Any:
+        """The model directory to load (`ModelNotDownloadedError` if absent)."""
+        from ..models.catalogue import resolve_model
+
+        return resolve_model(self.model_name, self.settings.models_dir)
+
+    def load(self) -> Any:
+        """Load the model now (blocking, idempotent); later calls return the same runtime."""
+        if self._runtime is not None:
+            return self._runtime
+        with self._load_lock:
+            if self._runtime is not None:
+                return self._runtime
+            import time
+
+            from ..models.runtime import FastVLMRuntime
+
+            start = time.perf_counter()
+            try:
+                resolved = self.resolve()
+                runtime = FastVLMRuntime(
+                    resolved.path, device=self.settings.device, dtype=self.settings.dtype,
+                    threads=self.settings.threads, quantize=self.settings.quantize,
+                    max_pixels=self.settings.max_image_pixels,
+                )
+                runtime.load()
+            except MissingDependencyError as exc:
+                # "not installed" makes this backend unavailable; another backend may still answer
+                self._load_error = BackendUnavailableError(str(exc), backend=self.name)
+                raise self._load_error from None
+            except HybridError as exc:
+                self._load_error = exc
+                raise
+            self._resolved, self._runtime = resolved, runtime
+            self._load_error = None
+            self.default_model = resolved.name
+            self.load_seconds = time.perf_counter() - start
+            return runtime
+
+    @property
+    def runtime(self) -> Any:
+        """The loaded runtime, or None before the first request."""
+        return self._runtime
+
+    # ------------------------------------------------------------------ requests
+    def _items(self, requests: list[Request]) -> list[Any]:
+        from ..models.runtime import GenItem, ImageInput
+
+        items = []
+        for req in requests:
+            self.check(req)
+            if any(not a.data for a in req.attachments):
+                raise BadInputError(f"{self.name} needs image bytes; URLs must be downloaded first")
+            # the digest keys the vision cache, so recompute it rather than trust an empty field
+            images = tuple(ImageInput(data=a.data, sha256=a.sha256, name=a.name) if a.sha256
+                           else ImageInput.from_bytes(a.data, a.name) for a in req.attachments if a.data)
+            items.append(GenItem(prompt=req.prompt, images=images, options=req.options))
+        return items
+
+    def _to_generation(self, out: Any) -> Generation:
+        usage = Usage(input_tokens=out.input_tokens, output_tokens=out.output_tokens, cost_usd=0.0)
+        return Generation(text=out.text, model=self.default_model, usage=usage, confidence=out.confidence,
+                          finish_reason=out.finish_reason)
+
+    def _run(self, items: list[Any], on_token: Any = None) -> list[Any]:
+        runtime = self.load()
+        with self._run_lock:
+            try:
+                return runtime.generate(items, on_token)
+            except HybridError:
+                raise
+            except MemoryError:
+                raise BackendUnavailableError("out of memory while generating", backend=self.name) from None
+            except RuntimeError as exc:
+                if "out of memory" in str(exc).lower():
+                    raise BackendUnavailableError("out of memory while generating", backend=self.name) from None
+                raise BackendError(f"local generation failed: {exc}", backend=self.name) from None
+
+    async def generate(self, request: Request) -> Generation:
+        items = self._items([request])
+        outs = await asyncio.to_thread(self._run, items)
+        return self._to_generation(outs[0])
+
+    async def generate_batch(self, requests: list[Request]) -> list[Generation | BaseException]:
+        """All requests in one padded forward pass; bad items fail alone, the rest still run."""
+        results: list[Generation | BaseException] = [BadInputError("not run")] * len(requests)
+        good: list[int] = []
+        items = []
+        for i, req in enumerate(requests):
+            try:
+                items.extend(self._items([req]))
+                good.append(i)
+            except HybridError as exc:
+                results[i] = exc
+        if items:
+            try:
+                outs = await asyncio.to_thread(self._run, items)
+            except BadInputError:
+                if len(items) == 1:
+                    raise
+                return await super().generate_batch(requests)  # find which item is bad, one by one
+            for i, out in zip(good, outs, strict=True):
+                results[i] = self._to_generation(out)
+        return results
+
+    async def stream(self, request: Request) -> AsyncIterator[str]:
+        """Yield text pieces as tokens are produced; the pieces join to the full answer."""
+        items = self._items([request])
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        state: dict[str, Any] = {"ids": [], "sent": "", "stop": False}
+
+        def on_token(_row: int, token: int) -> None:
+            if state["stop"]:
+                raise _StreamClosed  # the consumer went away: stop generating
+            state["ids"].append(token)
+            text = self._runtime.tokenizer.decode(state["ids"], skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                return  # half of a multi-byte character; wait for the rest
+            piece, state["sent"] = text[len(state["sent"]):], text
+            if piece:
+                loop.call_soon_threadsafe(queue.put_nowait, piece)
+
+        def work() -> None:
+            try:
+                outs = self._run(items, on_token)
+                rest = outs[0].text[len(state["sent"]):]
+                if rest:
+                    loop.call_soon_threadsafe(queue.put_nowait, rest)
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+            except _StreamClosed:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer and re-raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+
+        task = asyncio.ensure_future(asyncio.to_thread(work))
+        try:
+            while True:
+                piece = await queue.get()
+                if piece is _DONE:
+                    break
+                if isinstance(piece, BaseException):
+                    raise piece
+                yield piece
+        finally:
+            state["stop"] = True
+            await asyncio.shield(task)
+
+    # ------------------------------------------------------------------ state
+    async def health(self) -> Health:
+        """Ready when loaded, or when the weights are there and the extra is installed; else why not."""
+        extra = {"model": self.model_name}
+        if self._runtime is not None:
+            rt = self._runtime
+            return Health(True, f"loaded {self.default_model} on {rt.device} ({str(rt.dtype).replace('torch.', '')})",
+                          {**extra, "path": str(self._resolved.path), "device": rt.device})
+        if isinstance(self._load_error, BackendUnavailableError) and not isinstance(
+                self._load_error, ModelNotDownloadedError):
+            return Health(False, str(self._load_error), extra)
+        try:
+            resolved = self.resolve()
+        except HybridError as exc:
+            return Health(False, str(exc), extra)
+        import importlib.util
+
+        missing = [m for m in ("torch", "transformers", "timm") if importlib.util.find_spec(m) is None]
+        if missing:
+            return Health(False, f"missing {', '.join(missing)}: pip install 'fastvlm-gemini-hybrid[local]'", extra)
+        return Health(True, f"{resolved.name} is downloaded at {resolved.path} (loads on first use)",
+                      {**extra, "path": str(resolved.path), "loaded": False})
+
+    async def aclose(self) -> None:
+        if self._runtime is not None:
+            with self._run_lock:
+                self._runtime.close()
+            self._runtime = None

@@ -1,0 +1,335 @@
+"""In-process inference for FastVLM (and other transformers image-text-to-text models).
+
+One `FastVLMRuntime` owns one loaded model. `generate()` runs a batch of (images, prompt) items through
+one forward pass per step with left padding, a manual decode loop (greedy or temperature/top-p with a
+seed), a per-token callback for streaming, and chosen-token probabilities for `confidence`.
+
+Where time goes on CPU, and what is done about it (see benchmarks/fastvlm_cpu.py for the figures):
+- the vision tower is convolutional: run it channels-last and in bf16 where the CPU does bf16 natively;
+- a follow-up question on the same image should not pay for the image again: projected image features
+  are kept in an LRU keyed by image sha256 + preprocessing digest, and, because the chat template puts
+  the image first, the KV cache of the prompt prefix up to the image is kept too (same key + prefix ids);
+- attention uses SDPA; everything runs under `torch.inference_mode`; optional dynamic int8 on CPU.
+Not thread-safe: the backend serialises calls with a lock (one model per process).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._optional import require
+from ..errors import BackendUnavailableError, BadInputError, ConfigurationError, HybridError
+from ..types import GenerationOptions
+from . import decoding
+from .architecture import IMAGE_TOKEN
+from .device import pick_device, pick_dtype, set_threads
+from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key
+
+TokenCallback = Callable[[int, int], None]  # (row in batch, token id)
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    data: bytes
+    sha256: str
+    name: str | None = None
+
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str | None = None) -> ImageInput:
+        return cls(data=data, sha256=hashlib.sha256(data).hexdigest(), name=name)
+
+
+@dataclass(frozen=True)
+class GenItem:
+    """One prompt with its images and generation options."""
+
+    prompt: str
+    images: tuple[ImageInput, ...] = ()
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+
+
+@dataclass
+class GenOutput:
+    text: str
+    token_ids: list[int]
+    input_tokens: int
+    confidence: float | None
+    finish_reason: str
+    ttft_s: float
+    total_s: float
+
+    @property
+    def output_tokens(self) -> int:
+        return len(self.token_ids)
+
+
+class LRU:
+    """A tiny LRU map; values are tensors or caches held on the model's device."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        if key in self._data:
+            self._data.move_to_end(key)
+            return self._data[key]
+        return None
+
+    def put(self, key: Any, value: Any) -> None:
+        if self.size <= 0:
+            return
+        self._data[key] = value
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class FastVLMRuntime:
+    """A loaded model plus its processor, caches and decode loop."""
+
+    def __init__(self, path: str | Path, *, device: str = "auto", dtype: str = "auto", threads: int | None = None,
+                 quantize: str | None = None, channels_last: bool = True, vision_cache_size: int = 32,
+                 prefix_cache_size: int = 8, max_pixels: int | None = None) -> None:
+        self.path = Path(path)
+        self._want = {"device": device, "dtype": dtype, "threads": threads, "quantize": quantize}
+        self.channels_last = channels_last
+        self.max_pixels = max_pixels
+        self.vision_cache = LRU(vision_cache_size)
+        self.prefix_cache = LRU(prefix_cache_size)
+        self.stats = {"vision_encodes": 0, "vision_cache_hits": 0, "prefix_cache_hits": 0}
+        self.last_timings: dict[str, float] = {}
+        self.model: Any = None
+        self.processor: Any = None
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        torch = require("torch", "local", "the local FastVLM backend")
+        transformers = require("transformers", "local", "the local FastVLM backend")
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        quantize = (self._want["quantize"] or "").lower() or None
+        if quantize not in (None, "int8"):
+            raise ConfigurationError(f"unknown quantize setting {quantize!r}; the only choice is int8")
+        set_threads(torch, self._want["threads"])
+        self.device = pick_device(torch, self._want["device"])
+        if quantize and self.device != "cpu":
+            raise ConfigurationError("quantize=int8 (dynamic int8) is for CPU only; unset it on GPUs")
+        self.dtype = pick_dtype(torch, self.device, self._want["dtype"], quantize=quantize)
+        try:
+            config = transformers.AutoConfig.from_pretrained(self.path)
+            self.processor = transformers.AutoProcessor.from_pretrained(self.path)
+            model = self._load_model(transformers, config)
+        except (MemoryError, torch.OutOfMemoryError) as exc:
+            raise BackendUnavailableError(f"out of memory loading {self.path}: {exc}", backend="fastvlm") from None
+        except HybridError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - safetensors, tokenizers, json, jinja: each has its own types
+            if "out of memory" in str(exc).lower():
+                raise BackendUnavailableError(f"out of memory loading {self.path}", backend="fastvlm") from None
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise BackendUnavailableError(
+                f"model directory {self.path} is corrupt or incompatible ({type(exc).__name__}: {first})",
+                backend="fastvlm",
+            ) from None
+        model.to(self.device).eval()
+        self.is_fastvlm = config.model_type == "fast_vlm" and hasattr(self.processor, "patch_size")
+        if self.is_fastvlm and self.channels_last:
+            model.model.vision_tower.to(memory_format=torch.channels_last)
+        if quantize == "int8":
+            import warnings
+
+            from torch.ao.quantization import quantize_dynamic
+
+            with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao, still works
+                warnings.simplefilter("ignore")
+                quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        self.model = model
+        self.quantize = quantize
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.image_processor = getattr(self.processor, "image_processor", None)
+        self.prep_key = preprocessing_key(self.image_processor) if self.image_processor else ""
+        self.fill = fill_colour(self.image_processor) if self.image_processor else (0, 0, 0)
+        text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+        self.context = int(getattr(text_cfg, "max_position_embeddings", 0) or 32768)
+        self.eos_ids = decoding.eos_ids(model, self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.image_token_id = getattr(config, "image_token_id", None)
+
+    def _load_model(self, transformers: Any, config: Any) -> Any:
+        cls = transformers.AutoModelForImageTextToText
+        try:
+            return cls.from_pretrained(self.path, dtype=self.dtype, attn_implementation="sdpa")
+        except ValueError as exc:
+            if "sdpa" not in str(exc).lower():
+                raise
+            return cls.from_pretrained(self.path, dtype=self.dtype)  # a model without SDPA support
+
+    def close(self) -> None:
+        self.model = None
+        self.vision_cache.clear()
+        self.prefix_cache.clear()
+
+    # ------------------------------------------------------------------ prompts and images
+    def _messages(self, item: GenItem) -> list[dict[str, Any]]:
+        text = item.prompt
+        for special in (IMAGE_TOKEN, *getattr(self.tokenizer, "all_special_tokens", ())):
+            if special:
+                text = text.replace(special, " ")  # user text may not forge control tokens
+        messages: list[dict[str, Any]] = []
+        if item.options.system:
+            messages.append({"role": "system", "content": [{"type": "text", "text": item.options.system}]})
+        content = [{"type": "image"} for _ in item.images] + [{"type": "text", "text": text}]
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def pixel_values(self, images: list[ImageInput]) -> Any:
+        """What the vision tower sees: decoded, padded to a square with the mean colour, processed."""
+        pil = [pad_to_square(decode_image(img.data, img.name, self.max_pixels), self.fill) for img in images]
+        pixels = self.image_processor(images=pil, return_tensors="pt")["pixel_values"]
+        return pixels.to(self.device, self.dtype)
+
+    def _image_features(self, images: list[ImageInput]) -> list[Any]:
+        """Projected features per image, from the LRU or one batched vision-tower call."""
+        torch = require("torch", "local")
+        out: list[Any] = [None] * len(images)
+        todo: list[int] = []
+        for i, img in enumerate(images):
+            hit = self.vision_cache.get((img.sha256, self.prep_key))
+            if hit is not None:
+                out[i] = hit
+                self.stats["vision_cache_hits"] += 1
+            else:
+                todo.append(i)
+        if todo:
+            start = time.perf_counter()
+            pixels = self.pixel_values([images[i] for i in todo])
+            if self.channels_last:
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
+            self.last_timings["preprocess_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            feats = self.model.get_image_features(pixel_values=pixels).pooler_output
+            self.last_timings["vision_s"] = time.perf_counter() - start
+            self.stats["vision_encodes"] += len(todo)
+            for j, i in enumerate(todo):
+                out[i] = feats[j]
+                self.vision_cache.put((images[i].sha256, self.prep_key), feats[j])
+        return out
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, items: list[GenItem], on_token: TokenCallback | None = None, *,
+                 ignore_eos: bool = False) -> list[GenOutput]:
+        """Answer every item in one batch (greedy output equals one-by-one output)."""
+        if self.model is None:
+            raise BackendUnavailableError("the local model is not loaded", backend="fastvlm")
+        torch = require("torch", "local")
+        if not items:
+            return []
+        if not self.is_fastvlm and len(items) > 1:
+            return [out for item in items for out in self.generate([item], on_token, ignore_eos=ignore_eos)]
+        self.last_timings = {}
+        start = time.perf_counter()
+        with torch.inference_mode():
+            try:
+                if self.is_fastvlm:
+                    state = self._prefill_fastvlm(items, torch)
+                else:
+                    state = self._prefill_generic(items[0], torch)
+            except torch.OutOfMemoryError:
+                raise BackendUnavailableError("out of memory during prefill", backend="fastvlm") from None
+            return decoding.decode(self, items, state, start, on_token, ignore_eos=ignore_eos)
+
+    def _check_context(self, lengths: list[int], items: list[GenItem]) -> int:
+        longest = max(lengths)
+        if longest >= self.context:
+            raise BadInputError(
+                f"the prompt is {longest} tokens (image included), beyond the model's context of {self.context}"
+            )
+        return min(max(1, min(i.options.max_tokens for i in items)), self.context - longest)
+
+    def _prefill_fastvlm(self, items: list[GenItem], torch: Any) -> decoding.PrefillState:
+        all_images = [img for item in items for img in item.images]
+        feats = self._image_features(all_images) if all_images else []
+        texts = []
+        k = 0
+        for item in items:
+            text = self.processor.apply_chat_template(self._messages(item), add_generation_prompt=True,
+                                                      tokenize=False)
+            for f in feats[k:k + len(item.images)]:
+                text = text.replace(IMAGE_TOKEN, "\x00" * int(f.shape[0]), 1)
+            k += len(item.images)
+            texts.append(text.replace("\x00", IMAGE_TOKEN))
+        enc = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        lengths = [int(x) for x in mask.sum(-1)]
+        max_new = self._check_context(lengths, items)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        start = time.perf_counter()
+        if len(items) == 1 and items[0].images:
+            logits, cache = self._prefill_with_prefix(ids, feats, items[0], torch)
+        else:
+            embeds = self._embed(ids, feats, torch)
+            padded = not bool(mask.all())
+            out = self.model(inputs_embeds=embeds, attention_mask=mask if padded else None,
+                             position_ids=positions if padded else None, use_cache=True, logits_to_keep=1)
+            logits, cache = out.logits[:, -1, :], out.past_key_values
+        self.last_timings["prefill_s"] = time.perf_counter() - start
+        return decoding.PrefillState(logits, cache, mask, positions[:, -1:], lengths, max_new)
+
+    def _embed(self, ids: Any, feats: list[Any], torch: Any) -> Any:
+        embeds = self.model.get_input_embeddings()(ids)
+        if feats:
+            flat = torch.cat([f.reshape(-1, f.shape[-1]) for f in feats]).to(embeds.dtype)
+            where = (ids == self.image_token_id).unsqueeze(-1).expand_as(embeds)
+            if int(where[..., 0].sum()) != flat.shape[0]:
+                raise BackendUnavailableError("image tokens and image features disagree: incompatible model "
+                                              "and processor", backend="fastvlm")
+            embeds = embeds.masked_scatter(where, flat)
+        return embeds
+
+    def _prefill_with_prefix(self, ids: Any, feats: list[Any], item: GenItem, torch: Any) -> tuple[Any, Any]:
+        """Prefill one unpadded row in two chunks: [system + image] (cached by content) and the question."""
+        row = ids[0].tolist()
+        cut = max(i for i, t in enumerate(row) if t == self.image_token_id) + 1
+        digest = hashlib.sha256(repr(row[:cut]).encode()).hexdigest()
+        key = (tuple(img.sha256 for img in item.images), self.prep_key, str(self.dtype), digest)
+        cached = self.prefix_cache.get(key)
+        if cached is None:
+            embeds = self._embed(ids[:, :cut], feats, torch)
+            out = self.model(inputs_embeds=embeds, use_cache=True, logits_to_keep=1)
+            cache = out.past_key_values
+            self.prefix_cache.put(key, copy.deepcopy(cache))
+        else:
+            self.stats["prefix_cache_hits"] += 1
+            cache = copy.deepcopy(cached)
+        out = self.model(input_ids=ids[:, cut:], past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1, :], out.past_key_values
+
+    def _prefill_generic(self, item: GenItem, torch: Any) -> decoding.PrefillState:
+        pil = [decode_image(img.data, img.name, self.max_pixels) for img in item.images]
+        text = self.processor.apply_chat_template(self._messages(item), add_generation_prompt=True, tokenize=False)
+        inputs = self.processor(text=[text], images=pil or None, return_tensors="pt").to(self.device)
+        for name, value in inputs.items():
+            if hasattr(value, "is_floating_point") and value.is_floating_point():
+                inputs[name] = value.to(self.dtype)
+        mask = inputs["attention_mask"]
+        lengths = [int(mask.sum())]
+        max_new = self._check_context(lengths, [item])
+        start = time.perf_counter()
+        out = self.model(**inputs, use_cache=True)
+        self.last_timings["prefill_s"] = time.perf_counter() - start
+        return decoding.PrefillState(out.logits[:, -1, :], out.past_key_values, mask, None, lengths, max_new)
