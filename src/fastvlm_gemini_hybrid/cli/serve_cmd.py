@@ -40,13 +40,11 @@ def _serve(args: argparse.Namespace) -> int:
         from ..server.ray_serve import serve_with_ray
 
         return serve_with_ray(settings, host=args.host, port=args.port, replicas=args.replicas)
-    uvicorn = require("uvicorn", "server", "the HTTP server")
+    require("uvicorn", "server", "the HTTP server")
     from ..server import create_app
+    from ..server.app import run_uvicorn
 
     app = create_app(settings=settings)
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                            timeout_graceful_shutdown=10)
-    server = uvicorn.Server(config)
     info(f"fastvlm-hybrid serving on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
-    server.run()
+    run_uvicorn(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

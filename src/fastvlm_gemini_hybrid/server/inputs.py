@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import BadInputError
+from ..errors import BadInputError, MediaTooLargeError
 from ..types import Attachment, GenerationOptions, Request
+from . import multipart
 from .media import attachment_from_bytes, attachment_from_url, parse_bool, parse_number, read_upload
 from .state import ServerState
 
 MAX_FILES = 16
+MAX_FIELDS = 64
+ZONES_LIMIT = 1 << 20
+# Multipart bodies up to this size are parsed in memory in one pass; larger ones are streamed.
+FAST_BODY_LIMIT = 1 << 20
 HINT_FIELDS = ("mode", "domain", "latency", "model")
 
 
@@ -33,31 +38,75 @@ async def read_input(request: Any, state: ServerState, *, media: bool = True) ->
             raise BadInputError(f"at most {MAX_FILES} attachments per request")
         atts = [await attachment_from_url(r, state.settings, state.http_client) for r in refs]
         return data, atts
-    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if ctype.startswith("multipart/form-data") and _small(request):
+        items = _fast_form(await request.body(), ctype)
+    elif ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        items = await _streamed_form(request, state)
+    else:
+        raise BadInputError("send multipart/form-data (with 'file' parts) or application/json")
+    fields: dict[str, Any] = {}
+    files: list[tuple[str, bytes]] = []
+    for key, value in items:
+        if isinstance(value, str):
+            fields[key] = value
+        elif key in ("file", "files", "files[]"):
+            filename, data = value
+            limit = state.settings.max_upload_bytes
+            if len(data) > limit:
+                raise MediaTooLargeError(f"{filename or 'upload'} is larger than the {limit / 1e6:g} MB upload limit")
+            files.append((filename or f"upload-{len(files) + 1}", data))
+        elif key == "zones":
+            fields[key] = value[1].decode("utf-8", "replace")
+    if len(files) > MAX_FILES:
+        raise BadInputError(f"at most {MAX_FILES} files per request")
+    if media:
+        checked = state.checked_media
+        return fields, [attachment_from_bytes(data, name, state.settings, checked) for name, data in files]
+    return fields, files
+
+
+FormItem = tuple[str, "str | tuple[str | None, bytes]"]
+
+
+def _small(request: Any) -> bool:
+    declared = request.headers.get("content-length", "")
+    return declared.isdigit() and int(declared) <= FAST_BODY_LIMIT
+
+
+def _fast_form(body: bytes, ctype: str) -> list[FormItem]:
+    """Small multipart bodies: parsed in memory (see `multipart` for why)."""
+    items: list[FormItem] = []
+    for part in multipart.parse(body, multipart.boundary_of(ctype), max_parts=MAX_FILES + MAX_FIELDS):
+        if part.is_file:
+            items.append((part.name, (part.filename, part.data)))
+            continue
         try:
-            form = await request.form(max_files=MAX_FILES, max_fields=64)
-        except BadInputError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the multipart parser's own errors are the client's
-            raise BadInputError(f"malformed form data: {exc}") from None
-        try:
-            fields: dict[str, Any] = {}
-            files: list[Any] = []
-            for key, value in form.multi_items():
-                if hasattr(value, "read"):
-                    if key in ("file", "files", "files[]"):
-                        data = await read_upload(value, state.settings.max_upload_bytes)
-                        files.append((value.filename or f"upload-{len(files) + 1}", data))
-                    elif key == "zones":
-                        fields[key] = (await read_upload(value, 1 << 20)).decode("utf-8", "replace")
-                else:
-                    fields[key] = value
-        finally:
-            await form.close()
-        if media:
-            files = [attachment_from_bytes(data, name, state.settings) for name, data in files]
-        return fields, files
-    raise BadInputError("send multipart/form-data (with 'file' parts) or application/json")
+            items.append((part.name, part.data.decode("utf-8")))
+        except UnicodeDecodeError:
+            raise BadInputError(f"malformed form data: field {part.name!r} is not UTF-8 text") from None
+    return items
+
+
+async def _streamed_form(request: Any, state: ServerState) -> list[FormItem]:
+    """Large or url-encoded bodies: Starlette's streaming parser, which spools big files to disk."""
+    try:
+        form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
+    except BadInputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the multipart parser's own errors are the client's
+        raise BadInputError(f"malformed form data: {exc}") from None
+    items: list[FormItem] = []
+    try:
+        for key, value in form.multi_items():
+            if not hasattr(value, "read"):
+                items.append((key, value))
+            elif key in ("file", "files", "files[]"):
+                items.append((key, (value.filename, await read_upload(value, state.settings.max_upload_bytes))))
+            elif key == "zones":
+                items.append((key, (value.filename, await read_upload(value, ZONES_LIMIT))))
+    finally:
+        await form.close()
+    return items
 
 
 def options_from(fields: dict[str, Any]) -> GenerationOptions:

@@ -8,6 +8,7 @@ downloads on a client's behalf (size, time, redirects) so a URL cannot make it f
 from __future__ import annotations
 
 import io
+from collections import OrderedDict
 from typing import Any
 
 from .._optional import require
@@ -31,12 +32,47 @@ async def read_upload(upload: Any, limit: int) -> bytes:
     return bytes(buf)
 
 
-def attachment_from_bytes(data: bytes, name: str | None, settings: Settings) -> Attachment:
+class CheckedMedia:
+    """sha256 digests of media that already passed `check_limits` under one server's settings.
+
+    Why: clients resend the same image (retries, a UI asking several questions, cached answers);
+    opening it with a decoder each time costs more than the cached answer itself. The digest is
+    computed anyway (it keys the result cache), identical bytes give identical verdicts, and the
+    settings are fixed for the server's life. Bounded LRU, so memory stays flat.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    def __contains__(self, digest: object) -> bool:
+        if digest in self._seen:
+            self._seen.move_to_end(digest)  # type: ignore[arg-type]
+            return True
+        return False
+
+    def add(self, digest: str) -> None:
+        self._seen[digest] = None
+        self._seen.move_to_end(digest)
+        while len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def attachment_from_bytes(
+    data: bytes, name: str | None, settings: Settings, checked: CheckedMedia | None = None,
+) -> Attachment:
     """Sniff (415 when not media), then check the limits that need a decoder (pixels, video length)."""
     if len(data) > settings.max_upload_bytes:
         raise MediaTooLargeError(f"{name or 'upload'} is larger than the {_mb(settings.max_upload_bytes)} upload limit")
     att = Attachment.from_bytes(data, name=name)
+    if checked is not None and att.sha256 in checked:
+        return att
     check_limits(att, settings)
+    if checked is not None and att.sha256:
+        checked.add(att.sha256)
     return att
 
 

@@ -1,70 +1,133 @@
 """Scale past one process: the same app as a Ray Serve deployment, N replicas, each with its own model.
 
     fastvlm-hybrid serve --ray --replicas 4
+    serve run fastvlm_gemini_hybrid.server.ray_serve:app_builder replicas=4   # Ray's own CLI
+    serve run deploy/ray-serve.yaml                                          # a config file
 
-Why Ray Serve: each replica loads its own local model (no sharing of a GPU context across
-processes), Ray's proxy spreads requests across replicas, and the HTTP API is unchanged because
-every replica runs `create_app()` behind `serve.ingress`. Ray is the optional `ray` extra.
+Why Ray Serve: each replica is its own process that loads its own local model (no GPU context or
+Python GIL shared across replicas), Ray's proxy spreads requests across replicas, and the HTTP API
+is unchanged because every replica runs `create_app()` as its ASGI ingress (streaming, lifespan,
+errors and all). Every response carries `X-Hybrid-Replica` so operators (and the tests) can see
+which replica answered. Ray is the optional `ray` extra.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 from .._optional import require
-from ..config import Settings
+from ..config import Settings, load_settings
+
+REPLICA_HEADER = b"x-hybrid-replica"
+
+ProcessorFactory = Callable[[Settings], Any]
 
 
-def build_deployment(settings: Settings, replicas: int) -> Any:
-    """The bound Ray Serve application (for `serve.run`), replicas built from `settings`."""
-    serve = require("ray.serve", "ray", "serving with Ray")
-    from . import create_app
-
+def settings_payload(settings: Settings) -> dict[str, Any]:
+    """Settings as plain values that survive Ray's pickling, secrets included (replicas need them)."""
     payload = settings.model_dump(mode="json", exclude={"config_file"})
     payload["api_keys"] = [k.get_secret_value() for k in settings.api_keys]
-    if settings.gemini_api_key is not None:
-        payload["gemini_api_key"] = settings.gemini_api_key.get_secret_value()
-    if settings.openai_api_key is not None:
-        payload["openai_api_key"] = settings.openai_api_key.get_secret_value()
+    for name in ("gemini_api_key", "openai_api_key"):
+        secret = getattr(settings, name, None)
+        if secret is not None:
+            payload[name] = secret.get_secret_value()
+    return payload
 
-    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": 1})
+
+def build_deployment(
+    settings: Settings, replicas: int, *, processor_factory: ProcessorFactory | None = None,
+    num_cpus: float = 1.0,
+) -> Any:
+    """The bound Ray Serve application (for `serve.run`): `replicas` copies of the HTTP app.
+
+    `processor_factory(settings)` builds each replica's processor; by default the configured one
+    (real backends). Tests pass a factory that builds fake backends instead.
+    """
+    serve = require("ray.serve", "ray", "serving with Ray")
+
+    @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus})
+    @serve.ingress()
     class HybridReplica:
-        def __init__(self, values: dict[str, Any]) -> None:
-            self.app = create_app(settings=Settings(**values))
+        def __init__(self, values: dict[str, Any], factory: ProcessorFactory | None) -> None:
+            self.settings = Settings(**values)
+            self.factory = factory
 
-        async def __call__(self, request: Any) -> Any:
-            # Forward the raw ASGI request to this replica's FastAPI app.
-            from starlette.responses import Response
+        def __serve_build_asgi_app__(self) -> Any:
+            from . import create_app
 
-            scope, receive = request.scope, request.receive
-            started: dict[str, Any] = {}
-            chunks: list[bytes] = []
+            processor = self.factory(self.settings) if self.factory is not None else None
+            return ReplicaHeader(create_app(processor, settings=self.settings), _replica_id())
 
-            async def send(message: dict[str, Any]) -> None:
-                if message["type"] == "http.response.start":
-                    started.update(message)
-                elif message["type"] == "http.response.body":
-                    chunks.append(message.get("body", b""))
+    return HybridReplica.bind(settings_payload(settings), processor_factory)
 
+
+class ReplicaHeader:
+    """Pure ASGI: add `X-Hybrid-Replica: <id>` to every HTTP response of this replica."""
+
+    def __init__(self, app: Any, replica_id: str) -> None:
+        self.app = app
+        self.header = (REPLICA_HEADER, replica_id.encode())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
-            headers = {k.decode(): v.decode() for k, v in started.get("headers", [])}
-            return Response(b"".join(chunks), status_code=started.get("status", 500), headers=headers)
+            return
 
-    return HybridReplica.bind(payload)
+        async def tagged(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+def _replica_id() -> str:
+    try:
+        from ray import serve
+
+        return str(serve.get_replica_context().replica_id.unique_id)
+    except Exception:  # noqa: BLE001 - outside a replica (or an older Ray): the process id still tells them apart
+        return f"pid-{os.getpid()}"
+
+
+def app_builder(args: dict[str, str]) -> Any:
+    """Entry point for Ray's `serve run module:app_builder replicas=N` and `deploy/ray-serve.yaml`.
+
+    Settings come from the environment and config file as for `fastvlm-hybrid serve`.
+    """
+    replicas = int(args.get("replicas", 2))
+    num_cpus = float(args.get("num_cpus", 1))
+    return build_deployment(load_settings(), replicas, num_cpus=num_cpus)
 
 
 def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -> int:
     """Start Ray locally, run the deployment on host:port and block until interrupted."""
     ray = require("ray", "ray", "serving with Ray")
     serve = require("ray.serve", "ray", "serving with Ray")
+    import signal
     import time
 
+    from ..cli.common import info
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM (systemd, docker stop, timeout) shuts Ray down like Ctrl-C
+
+    signal.signal(signal.SIGTERM, _stop)
     ray.init(ignore_reinit_error=True, include_dashboard=False)
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(build_deployment(settings, replicas), route_prefix="/")
     try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(build_deployment(settings, replicas), name="fastvlm-hybrid", route_prefix="/")
+        info(f"fastvlm-hybrid serving {replicas} Ray Serve replicas on http://{host}:{port}/ (Ctrl-C to stop)")
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        pass
+    finally:
         serve.shutdown()
+        ray.shutdown()
     return 0

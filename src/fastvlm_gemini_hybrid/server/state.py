@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import Settings
 from .gate import WorkGate
+from .media import CheckedMedia
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ServerState:
     http: HttpStats = field(default_factory=HttpStats)
     owns_processor: bool = False
     http_client: Any = None
+    checked_media: CheckedMedia = field(default_factory=CheckedMedia)
 
     @property
     def browser_models_dir(self) -> Path:
