@@ -251,6 +251,7 @@ class HybridVLMProcessor:
         backend, not a retry loop, is the answer to a failure.
         """
         backend = self.backend(name)
+        request = self._adapt(backend, request)
         backend.check(request)
         start = time.perf_counter()
         try:
@@ -309,6 +310,22 @@ class HybridVLMProcessor:
             # Escalation failed: the local answer is still the best there is.
             return self._result(request, decision, kept[0], kept[1], [a for a in attempts if a is not escalation])
         raise AllBackendsFailedError(failures)
+
+    @staticmethod
+    def _adapt(backend: Backend, request: Request) -> Request:
+        """Render DICOM, and sample video frames, for a backend that reads pictures only (the router
+        counted on this when it listed the backend)."""
+        media = backend.capabilities.media
+        kinds = {a.kind for a in request.attachments}
+        if "dicom" in kinds and "dicom" not in media:
+            from .media.dicom import as_images
+
+            request = as_images(request)
+        if "video" in kinds and "video" not in media:
+            from .media.keyframes import as_frames
+
+            request = as_frames(request, backend.capabilities.max_images)
+        return request
 
     def _should_escalate(self, decision: RouteDecision, name: str, gen: Generation, rest: list[str]) -> bool:
         return (
@@ -402,6 +419,7 @@ class HybridVLMProcessor:
             backend = self.backend(name)
             pieces: list[str] = []
             try:
+                request = self._adapt(backend, request)
                 backend.check(request)
                 async for piece in backend.stream(request):
                     pieces.append(piece)
@@ -426,11 +444,15 @@ class HybridVLMProcessor:
 
     # ------------------------------------------------------------------ cache, audit
     def _key(self, request: Request, backend: str) -> str:
+        # The backend's configured model is part of the key: switching FASTVLM_HYBRID_LOCAL_MODEL (or
+        # the Gemini model) must not return answers another model gave.
+        instance = self.backend(backend)
+        configured = getattr(instance, "model_name", None) or instance.default_model
         return cache_key(
             [a.sha256 for a in request.attachments],
             request.prompt,
             backend,
-            request.model or "",
+            f"{request.model or ''}|{configured}",
             request.options.key(),
         )
 

@@ -85,6 +85,8 @@ _YOUTUBE = re.compile(r"^https?://(www\.|m\.)?(youtube\.com/(watch|shorts|live)|
 
 # (magic bytes at offset, mime). Sniffed from content, never trusted from the file name.
 _MAGIC: list[tuple[int, bytes, str]] = [
+    # DICOM first: its 128-byte preamble is free-form and some files put a TIFF header there.
+    (128, b"DICM", "application/dicom"),
     (0, b"\x89PNG\r\n\x1a\n", "image/png"),
     (0, b"\xff\xd8\xff", "image/jpeg"),
     (0, b"GIF87a", "image/gif"),
@@ -92,7 +94,6 @@ _MAGIC: list[tuple[int, bytes, str]] = [
     (0, b"BM", "image/bmp"),
     (0, b"II*\x00", "image/tiff"),
     (0, b"MM\x00*", "image/tiff"),
-    (128, b"DICM", "application/dicom"),
     (0, b"%PDF-", "application/pdf"),
     (0, b"\x1aE\xdf\xa3", "video/webm"),
 ]

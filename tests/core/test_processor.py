@@ -25,6 +25,7 @@ from fastvlm_gemini_hybrid.errors import (
     ServerError,
 )
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor, build_request
+from fastvlm_gemini_hybrid.routing import BackendInfo, Router
 from fastvlm_gemini_hybrid.types import Generation, Mode, Request, Result
 
 
@@ -284,3 +285,92 @@ async def test_batch_path_uses_one_backend_batch_call_and_keeps_fallback(setting
     assert [r.response for r in out] == ["b:a", "b:b", "cloud", "b:c", "b:d"]  # type: ignore[union-attr]
     assert out[2].fallbacks[0].backend == "fastvlm"  # type: ignore[union-attr]
     assert len(proc.audit.records()) == 5  # type: ignore[union-attr]
+
+
+async def test_changing_the_configured_model_misses_the_cache(settings: Settings) -> None:
+    first = make(settings)
+    await first.arun(req("Describe the harbour", mode=Mode.LOCAL_ONLY))
+    await first.aclose()
+    again = make(settings)
+    assert (await again.arun(req("Describe the harbour", mode=Mode.LOCAL_ONLY))).cached
+    await again.aclose()
+    other = HybridVLMProcessor(
+        settings,
+        backends={
+            "fastvlm": FunctionBackend("fastvlm", "other model says", model="another-model"),
+            "gemini": FunctionBackend("gemini", "cloud", kind="cloud"),
+        },
+    )
+    result = await other.arun(req("Describe the harbour", mode=Mode.LOCAL_ONLY))
+    assert not result.cached and result.response == "other model says"
+
+
+async def test_dicom_is_rendered_for_a_backend_that_reads_pictures_only(settings: Settings) -> None:
+    from pydicom.data import get_testdata_file
+
+    from fastvlm_gemini_hybrid.backends.base import Capabilities
+    from fastvlm_gemini_hybrid.types import Attachment, BackendKind
+
+    seen: list[str] = []
+
+    def look(r: Request) -> str:
+        seen.extend(a.mime for a in r.attachments)
+        return "a CT slice"
+
+    caps = Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), confidence=True)
+    backends = {
+        "fastvlm": FunctionBackend("fastvlm", look, capabilities=caps, confidence=0.9),
+        "gemini": FunctionBackend("gemini", "cloud", kind="cloud"),
+    }
+    # The router counts on the processor adapting the media: it lists fastvlm for dicom.
+    routed = [
+        BackendInfo("fastvlm", caps.with_overrides({"media": ["image", "dicom"]})),
+        BackendInfo("gemini", backends["gemini"].capabilities),
+    ]
+    proc = HybridVLMProcessor(settings, backends=backends, router=Router(routed))
+    scan = Attachment.from_path(get_testdata_file("CT_small.dcm"))
+    result = await proc.arun(Request(prompt="What does this scan show?", attachments=(scan,)))
+    assert result.backend == "fastvlm" and result.route.sensitive
+    assert seen == ["image/png"]
+    assert len(proc.backend("gemini").calls) == 0  # type: ignore[attr-defined]
+
+
+async def test_video_becomes_evenly_spaced_frames_for_a_picture_only_backend(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import av
+    import numpy as np
+
+    from fastvlm_gemini_hybrid.backends.base import Capabilities
+    from fastvlm_gemini_hybrid.types import Attachment, BackendKind
+
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(40):  # 4 s: brightness rises with time, so each sampled frame is told apart
+            img = np.full((48, 64, 3), i * 6, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+    received: list[Request] = []
+    caps = Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=4)
+    backends = {
+        "fastvlm": FunctionBackend("fastvlm", lambda r: received.append(r) or "frames", capabilities=caps),
+        "gemini": FunctionBackend("gemini", "cloud", kind="cloud"),
+    }
+    # The router counts on the processor adapting the media: it lists fastvlm for video.
+    routed = [
+        BackendInfo("fastvlm", caps.with_overrides({"media": ["image", "video"]})),
+        BackendInfo("gemini", backends["gemini"].capabilities),
+    ]
+    proc = HybridVLMProcessor(settings, backends=backends, router=Router(routed))
+    result = await proc.arun(
+        Request(prompt="What changes?", attachments=(Attachment.from_path(clip),), mode=Mode.LOCAL_ONLY)
+    )
+    assert result.backend == "fastvlm"
+    sent = received[0]
+    assert [a.mime for a in sent.attachments] == ["image/jpeg"] * 4
+    assert sent.prompt.startswith("(The images are frames of a video, at 0.5, 1.5, 2.5, 3.5 seconds.)")

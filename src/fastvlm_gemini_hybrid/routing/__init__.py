@@ -37,16 +37,29 @@ __all__ = [
 
 #: What each backend can take, as data (mirrors the backend modules; overridable in settings).
 STATIC_CAPABILITIES: dict[str, Capabilities] = {
+    # "dicom" and "video": the processor renders DICOM and samples video frames for the local backends,
+    # which read pictures (media/dicom.py, media/keyframes.py).
     "fastvlm": Capabilities(
-        kind=BackendKind.LOCAL, media=frozenset({"image", "video", "dicom"}), max_images=4,
-        streaming=True, batching=True, confidence=True,
+        kind=BackendKind.LOCAL,
+        media=frozenset({"image", "dicom", "video"}),
+        max_images=4,
+        streaming=True,
+        batching=True,
+        confidence=True,
     ),
     "mlx": Capabilities(
-        kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=1, streaming=True, confidence=True
+        kind=BackendKind.LOCAL,
+        media=frozenset({"image", "dicom", "video"}),
+        max_images=1,
+        streaming=True,
+        confidence=True,
     ),
     "gemini": Capabilities(
-        kind=BackendKind.CLOUD, media=frozenset({"image", "video", "youtube"}), max_images=16,
-        streaming=True, json_schema=True,
+        kind=BackendKind.CLOUD,
+        media=frozenset({"image", "video", "youtube"}),
+        max_images=16,
+        streaming=True,
+        json_schema=True,
     ),
     "openai": Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=1),
 }
