@@ -21,25 +21,84 @@ def _list(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     rows = model_status(settings.models_dir, settings.local_model)
+    rows += _mlx_rows(settings) + _onnx_rows(settings)
     lines = [f"{'':2}{'NAME':<28}{'PARAMS':<8}{'SIZE':<11}{'STATUS':<16}WHERE"]
     for row in rows:
-        mark = "* " if row["configured"] else "  "
+        mark = "* " if row.get("configured") else "  "
         status = "downloaded" if row["downloaded"] else "not downloaded"
         where = row["path"] or f"(fastvlm-hybrid models pull {row['name']})"
         lines.append(f"{mark}{row['name']:<28}{row['params'] or '-':<8}{_size(row):<11}{status:<16}{where}")
-    lines += ["", "* = configured local model (FASTVLM_HYBRID_LOCAL_MODEL)",
-              f"models directory: {settings.models_dir}", f"note: {LICENCE_NOTE}"]
-    payload = {"models": rows, "models_dir": str(settings.models_dir), "configured": settings.local_model,
-               "licence_note": LICENCE_NOTE}
+    lines += [
+        "",
+        "* = configured local model (FASTVLM_HYBRID_LOCAL_MODEL)",
+        f"models directory: {settings.models_dir}",
+        f"note: {LICENCE_NOTE}",
+    ]
+    payload = {
+        "models": rows,
+        "models_dir": str(settings.models_dir),
+        "configured": settings.local_model,
+        "licence_note": LICENCE_NOTE,
+    }
     emit(args, payload, "\n".join(lines))
     return 0
 
 
+def _mlx_rows(settings: Any) -> list[dict[str, Any]]:
+    """MLX catalogue rows, when the `mlx` extra is installed (the catalogue itself needs no MLX)."""
+    from ..models.mlx_catalogue import mlx_model_status
+
+    return [dict(row, params=row.get("params"), configured=False) for row in mlx_model_status(settings.models_dir)]
+
+
+def _onnx_rows(settings: Any) -> list[dict[str, Any]]:
+    """The ONNX bundles the web UI can run in the browser (`<models>/onnx/<name>`)."""
+    from ..server.onnx_bundle import ONNX_CATALOGUE, bundle_problems
+
+    rows = []
+    for spec in ONNX_CATALOGUE.values():
+        path = settings.models_dir / "onnx" / spec.name
+        ready = path.is_dir() and not bundle_problems(path)
+        rows.append(
+            {
+                "name": spec.name,
+                "backend": "browser",
+                "repo_id": spec.repo_id,
+                "params": "0.5B",
+                "approx_size_gb": spec.approx_mb / 1000,
+                "downloaded": ready,
+                "path": str(path) if ready else None,
+                "size_bytes": None,
+                "configured": False,
+            }
+        )
+    return rows
+
+
 def _pull(args: argparse.Namespace) -> int:
     from ..models.catalogue import LICENCE_NOTE
+    from ..models.mlx_catalogue import MLX_CATALOGUE
     from ..models.pull import pull, repo_for
+    from ..server.onnx_bundle import ONNX_CATALOGUE
 
     settings = settings_from_args(args)
+    if args.name in ONNX_CATALOGUE:
+        from ..server.onnx_bundle import pull_onnx
+
+        dest = settings.models_dir / "onnx" / args.name
+        info(f"downloading {ONNX_CATALOGUE[args.name].repo_id} for in-browser inference into {dest}")
+        info(f"note: {LICENCE_NOTE}")
+        path = pull_onnx(args.name, dest, progress=not args.json)
+        emit(args, {"name": args.name, "path": str(path)}, f"{args.name} is ready at {path} (served to the web UI)")
+        return 0
+    if args.name in MLX_CATALOGUE or settings.local_backend == "mlx":
+        from ..models.mlx_catalogue import pull_mlx
+
+        info(f"downloading (and converting if needed) {args.name} for MLX into {settings.models_dir}")
+        info(f"note: {LICENCE_NOTE}")
+        path = pull_mlx(args.name, settings.models_dir)
+        emit(args, {"name": args.name, "path": str(path)}, f"{args.name} is ready at {path}")
+        return 0
     repo = repo_for(args.name)
     info(f"downloading {repo} into {settings.models_dir} (resumable; run again to continue)")
     info(f"note: {LICENCE_NOTE}")
@@ -51,10 +110,32 @@ def _pull(args: argparse.Namespace) -> int:
 def _make_tiny(args: argparse.Namespace) -> int:
     from ..models.tiny import build_tiny_model
 
+    if args.onnx:
+        from ..server.onnx_bundle import make_tiny_onnx
+
+        info(f"building a tiny random FastVLM ONNX bundle (transformers.js layout) in {args.dir}")
+        path = make_tiny_onnx(args.dir, seed=args.seed, overwrite=args.force)
+        emit(args, {"path": str(path), "seed": args.seed, "format": "onnx"}, f"tiny ONNX bundle written to {path}")
+        return 0
+    if args.mlx:
+        from ..models.mlx_tiny import make_tiny_mlx
+
+        info(f"building a tiny random MLX FastVLM in {args.dir} (the vision tower keeps its real size)")
+        path = make_tiny_mlx(args.dir)
+        emit(
+            args,
+            {"path": str(path), "format": "mlx"},
+            f"tiny MLX model written to {path}\nuse it with: FASTVLM_HYBRID_LOCAL_BACKEND=mlx "
+            f"FASTVLM_HYBRID_LOCAL_MODEL={path}",
+        )
+        return 0
     info(f"building a tiny random FastVLM in {args.dir} (for tests and demos; it answers with noise)")
     path = build_tiny_model(args.dir, seed=args.seed, overwrite=args.force)
-    emit(args, {"path": str(path), "seed": args.seed},
-         f"tiny model written to {path}\nuse it with: FASTVLM_HYBRID_LOCAL_MODEL={path}")
+    emit(
+        args,
+        {"path": str(path), "seed": args.seed},
+        f"tiny model written to {path}\nuse it with: FASTVLM_HYBRID_LOCAL_MODEL={path}",
+    )
     return 0
 
 
@@ -62,8 +143,9 @@ def _bench(args: argparse.Namespace) -> int:
     from ..backends.fastvlm import FastVLMBackend
     from ..models.bench import run_bench
 
-    settings = settings_from_args(args, local_model=args.model, device=args.device, dtype=args.dtype,
-                                  threads=args.threads, quantize=args.quantize)
+    settings = settings_from_args(
+        args, local_model=args.model, device=args.device, dtype=args.dtype, threads=args.threads, quantize=args.quantize
+    )
     backend = FastVLMBackend(settings)
     info(f"loading {settings.local_model} ...")
     result = run_bench(backend, runs=args.runs, max_tokens=args.tokens)
@@ -72,15 +154,18 @@ def _bench(args: argparse.Namespace) -> int:
     def med(key: str, fmt: str = "{:.3f}") -> str:
         return fmt.format(s[key]["median"]) if key in s else "-"
 
-    text = "\n".join([
-        f"model      {result['model']} ({result['path']})",
-        f"device     {result['device']} {result['dtype']}"
-        + (" int8" if result["quantize"] else "") + f", {result['threads']} threads",
-        f"load       {result['load_s']:.2f} s",
-        f"TTFT       {med('ttft_s')} s median (min {s['ttft_s']['min']:.3f}, {args.runs} runs)",
-        f"follow-up  {med('followup_ttft_s')} s median TTFT on the same image",
-        f"decode     {med('decode_tok_s', '{:.1f}')} tokens/s median ({args.tokens} tokens)",
-    ])
+    text = "\n".join(
+        [
+            f"model      {result['model']} ({result['path']})",
+            f"device     {result['device']} {result['dtype']}"
+            + (" int8" if result["quantize"] else "")
+            + f", {result['threads']} threads",
+            f"load       {result['load_s']:.2f} s",
+            f"TTFT       {med('ttft_s')} s median (min {s['ttft_s']['min']:.3f}, {args.runs} runs)",
+            f"follow-up  {med('followup_ttft_s')} s median TTFT on the same image",
+            f"decode     {med('decode_tok_s', '{:.1f}')} tokens/s median ({args.tokens} tokens)",
+        ]
+    )
     emit(args, result, text)
     return 0
 
@@ -95,7 +180,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_list)
 
     p = actions.add_parser("pull", help="download a model (resumable, verified) into the models directory")
-    p.add_argument("name", help="catalogue name (fastvlm-0.5b, fastvlm-1.5b, fastvlm-7b) or a Hugging Face repo id")
+    p.add_argument(
+        "name",
+        help="catalogue name (fastvlm-0.5b, fastvlm-1.5b, fastvlm-7b; *-mlx for MLX; fastvlm-0.5b-onnx for the "
+        "browser) or a Hugging Face repo id",
+    )
     p.add_argument("--revision", help="branch, tag or commit")
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the weights")
     add_json_flag(p)
@@ -105,6 +194,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dir", help="directory to write (created if missing)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite a non-empty directory")
+    kind = p.add_mutually_exclusive_group()
+    kind.add_argument("--onnx", action="store_true", help="an ONNX bundle for in-browser inference (transformers.js)")
+    kind.add_argument("--mlx", action="store_true", help="an MLX model for the mlx backend")
     add_json_flag(p)
     p.set_defaults(handler=_make_tiny)
 
