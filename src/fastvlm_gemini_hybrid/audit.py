@@ -60,19 +60,43 @@ class AuditLog:
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
+        self._lock_file: Any = None
+        self._known: tuple[int, str, int] | None = None  # (seq, hash, log size) after our last write
         self.write_errors = 0
 
     @contextlib.contextmanager
     def _locked(self) -> Any:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path.with_name(self.path.name + ".lock"), "a") as lock_file:
+        with self._lock:
+            if self._lock_file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._lock_file = open(self.path.with_name(self.path.name + ".lock"), "a")
             if fcntl is not None:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                fcntl.flock(self._lock_file, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 if fcntl is not None:
-                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+                    fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+
+    def _tail(self) -> tuple[int, str]:
+        """(seq, hash) of the log's last record: from memory when this object wrote it and the file has
+        not grown since (another process may share the log), else from the file itself."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return -1, GENESIS
+        if self._known is not None and self._known[2] == size:
+            return self._known[0], self._known[1]
+        with open(self.path, "rb") as fh:
+            fh.seek(max(0, size - 65536))
+            lines = [ln for ln in fh.read().splitlines() if ln.strip()]
+        if not lines:
+            return -1, GENESIS
+        try:
+            last = json.loads(lines[-1])
+            return int(last["seq"]), str(last["hash"])
+        except (ValueError, KeyError, TypeError):
+            return self._read_head()  # a torn last line: the head names the last whole record
 
     def _read_head(self) -> tuple[int, str]:
         try:
@@ -100,9 +124,9 @@ class AuditLog:
         return str(event["audit_id"])
 
     def _write(self, events: list[dict[str, Any]]) -> None:
-        """Chain, append and fsync `events` as one group commit, then move the head."""
+        """Chain, append and fsync `events` as one group commit (one fsync), then move the head."""
         with self._locked():
-            seq, prev = self._read_head()
+            seq, prev = self._tail()
             lines = []
             for event in events:
                 seq += 1
@@ -117,13 +141,15 @@ class AuditLog:
             try:
                 os.write(fd, "".join(lines).encode())
                 os.fsync(fd)
+                size = os.fstat(fd).st_size
             finally:
                 os.close(fd)
+            # The head is replaced atomically but not fsynced: after a crash it may lag the log, which
+            # verify() accepts; it only has to catch records removed from the end.
             tmp = self.head_path.with_name(self.head_path.name + ".tmp")
             tmp.write_text(json.dumps({"seq": seq, "hash": prev}))
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
             os.replace(tmp, self.head_path)
+            self._known = (seq, prev, size)
 
     def _ensure_writer(self) -> None:
         with self._writer_lock:
@@ -162,6 +188,10 @@ class AuditLog:
             self._queue.put(None)
             self._writer.join(timeout=10)
         self._writer = None
+        with self._lock:
+            if self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
 
     def records(self) -> list[dict[str, Any]]:
         self.flush()
@@ -173,6 +203,7 @@ class AuditLog:
         """Check every link of the chain and the head; report each problem found."""
         self.flush()
         problems: list[str] = []
+        hashes: dict[int, str] = {}
         prev, expected_seq, count = GENESIS, 0, 0
         if self.path.exists():
             for lineno, line in enumerate(self.path.read_text().splitlines(), 1):
@@ -191,14 +222,15 @@ class AuditLog:
                 if record.get("hash") != _digest(record):
                     problems.append(f"line {lineno}: record was edited (hash mismatch)")
                 prev = record.get("hash", "")
+                if isinstance(record.get("seq"), int):
+                    hashes[record["seq"]] = prev
                 expected_seq = (record.get("seq") if isinstance(record.get("seq"), int) else expected_seq) + 1
         head_seq, head_hash = self._read_head()
-        if head_seq != expected_seq - 1 or (head_seq >= 0 and head_hash != prev):
-            problems.append(
-                f"the log ends at record {expected_seq - 1} but its head says {head_seq}: records were removed"
-                if head_seq != expected_seq - 1
-                else "the last record does not match the head: it was replaced"
-            )
+        last_seq = expected_seq - 1
+        if head_seq > last_seq:
+            problems.append(f"the log ends at record {last_seq} but its head says {head_seq}: records were removed")
+        elif head_seq >= 0 and hashes.get(head_seq) != head_hash:
+            problems.append(f"record {head_seq} does not match the head: it was replaced")
         return VerifyReport(ok=not problems, records=count, problems=problems)
 
     @staticmethod

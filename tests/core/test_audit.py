@@ -82,3 +82,22 @@ def test_background_writer_group_commits_in_order_and_flushes(tmp_path: Path) ->
     assert len(records) == 100 and {r["audit_id"] for r in records} == set(ids)
     assert [r["seq"] for r in records] == list(range(100))
     assert AuditLog(tmp_path / "bg.jsonl").verify().ok
+
+
+def test_two_writers_on_one_log_keep_one_chain(tmp_path: Path) -> None:
+    """Two processes (two AuditLog objects) appending in turn must not fork the chain."""
+    a, b = AuditLog(tmp_path / "shared.jsonl"), AuditLog(tmp_path / "shared.jsonl")
+    for i in range(6):
+        (a if i % 2 else b).append({"type": "request", "request_id": f"r{i}"})
+    report = a.verify()
+    assert report.ok, report.problems
+    assert [r["request_id"] for r in a.records()] == [f"r{i}" for i in range(6)]
+
+
+def test_a_head_lagging_after_a_crash_is_accepted_but_a_replaced_record_is_not(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    records = log.records()
+    log.head_path.write_text(json.dumps({"seq": 2, "hash": records[2]["hash"]}))  # crash before the head moved
+    assert log.verify().ok
+    log.head_path.write_text(json.dumps({"seq": 2, "hash": "f" * 64}))
+    assert not log.verify().ok
