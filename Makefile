@@ -6,7 +6,7 @@ EXTRAS ?= dev,local,gemini,server,video,medical,browser
 # Browser tests run when chromium is installed (CI installs it: .ci/install-browser.sh); slow ones need make test-all.
 PYTEST_ARGS ?= -m "not slow"
 
-.PHONY: install run test test-all lint bench clean
+.PHONY: install run ask test test-all lint bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,10 +21,15 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-# Ask about the bundled sample image. The local model is pulled first (once, with a progress bar);
-# with GEMINI_API_KEY set, auto mode can also answer from Gemini.
+# The service and its web UI on http://127.0.0.1:8080. The local model is pulled first (once, with a
+# progress bar; offline, the server still starts and /readyz says what is missing); with GEMINI_API_KEY
+# set, auto mode can also answer from Gemini. `make ask` answers about the bundled sample image instead.
 run: install
-	$(VENV)/bin/fastvlm-hybrid models pull $${FASTVLM_HYBRID_LOCAL_MODEL:-fastvlm-0.5b}
+	bash scripts/vendor-web.sh || echo "in-browser inference unavailable (npm missing); the server API still works"
+	-$(VENV)/bin/fastvlm-hybrid models pull $${FASTVLM_HYBRID_LOCAL_MODEL:-fastvlm-0.5b}
+	$(VENV)/bin/fastvlm-hybrid serve --host 127.0.0.1 --port $${PORT:-8080}
+
+ask: install
 	$(VENV)/bin/fastvlm-hybrid ask "Describe this image in two sentences." -a src/fastvlm_gemini_hybrid/assets/sample.jpg
 
 test: install lint
