@@ -53,6 +53,7 @@ class Metrics:
         self.tokens: dict[tuple[str, str], int] = defaultdict(int)  # (backend, direction)
         self.cost_usd: dict[str, float] = defaultdict(float)
         self.gauges: dict[str, float] = {}
+        self.circuits: dict[str, str] = {}  # backend -> closed / open / half-open
 
     def record_request(self, backend: str, mode: str, outcome: str, seconds: float) -> None:
         with self._lock:
@@ -77,6 +78,10 @@ class Metrics:
         with self._lock:
             self.escalations += 1
 
+    def set_circuit(self, backend: str, state: str) -> None:
+        with self._lock:
+            self.circuits[backend] = state
+
     def set_gauge(self, name: str, value: float) -> None:
         with self._lock:
             self.gauges[name] = value
@@ -98,6 +103,7 @@ class Metrics:
                 "tokens": [{"backend": b, "direction": d, "count": c} for (b, d), c in sorted(self.tokens.items())],
                 "cost_usd": dict(self.cost_usd),
                 "gauges": dict(self.gauges),
+                "circuits": dict(self.circuits),
             }
 
     def prometheus_text(self, prefix: str = "fastvlm_hybrid") -> str:
@@ -130,6 +136,12 @@ class Metrics:
                     lines.append(f'{prefix}_request_seconds_bucket{{backend="{b}",le="{le}"}} {cumulative}')
                 lines.append(f'{prefix}_request_seconds_sum{{backend="{b}"}} {h.sum}')
                 lines.append(f'{prefix}_request_seconds_count{{backend="{b}"}} {h.total}')
+            lines.append(f"# TYPE {prefix}_circuit_state gauge")
+            for b, state in sorted(self.circuits.items()):
+                for candidate in ("closed", "open", "half-open"):
+                    lines.append(
+                        f'{prefix}_circuit_state{{backend="{b}",state="{candidate}"}} {int(state == candidate)}'
+                    )
             for name, value in sorted(self.gauges.items()):
                 lines.append(f"# TYPE {prefix}_{name} gauge")
                 lines.append(f"{prefix}_{name} {value}")

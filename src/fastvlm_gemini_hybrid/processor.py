@@ -262,6 +262,7 @@ class HybridVLMProcessor:
             raise BackendTimeoutError(f"no answer within {self.settings.request_timeout_s:g} s", name) from None
         except HybridError as exc:
             self.metrics.record_request(name, "call", exc.code, time.perf_counter() - start)
+            self._note_circuit(name, backend)
             raise
         except asyncio.CancelledError:
             raise
@@ -270,6 +271,7 @@ class HybridVLMProcessor:
             self.metrics.record_request(name, "call", "error", time.perf_counter() - start)
             raise ServerError(f"{type(exc).__name__}: {exc}", name) from exc
         self.metrics.record_request(name, "call", "blocked" if gen.blocked else "ok", time.perf_counter() - start)
+        self._note_circuit(name, backend)
         self.metrics.record_usage(name, gen.usage.input_tokens, gen.usage.output_tokens, gen.usage.cost_usd)
         return gen
 
@@ -310,6 +312,12 @@ class HybridVLMProcessor:
             # Escalation failed: the local answer is still the best there is.
             return self._result(request, decision, kept[0], kept[1], [a for a in attempts if a is not escalation])
         raise AllBackendsFailedError(failures)
+
+    def _note_circuit(self, name: str, backend: Backend) -> None:
+        """Copy an HTTP backend's circuit-breaker state into the metrics (closed, open, half-open)."""
+        state = getattr(backend, "circuit_state", None)
+        if isinstance(state, str):
+            self.metrics.set_circuit(name, state)
 
     @staticmethod
     def _adapt(backend: Backend, request: Request) -> Request:

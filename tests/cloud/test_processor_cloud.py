@@ -221,6 +221,8 @@ async def test_open_circuit_skips_the_cloud_without_network(
     assert len(fake_gemini.requests) == sent
     health = await proc.health()
     assert "open" in str(health)
+    assert proc.metrics.snapshot()["circuits"]["gemini"] == "open"
+    assert 'fastvlm_hybrid_circuit_state{backend="gemini",state="open"} 1' in proc.metrics.prometheus_text()
 
 
 @pytest.mark.parametrize("mode", list(Mode))
