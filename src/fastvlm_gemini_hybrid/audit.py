@@ -33,9 +33,24 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
-def _digest(record: dict[str, Any]) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+_CHAIN_KEYS = ("seq", "prev", "hash")
+
+
+def _body(record: dict[str, Any]) -> str:
+    """The canonical JSON of a record without its chain fields (what the hash covers, with them)."""
+    data = {k: v for k, v in record.items() if k not in _CHAIN_KEYS}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _link(seq: int, prev: str, body: str) -> str:
+    return hashlib.sha256(f"{seq}\n{prev}\n{body}".encode()).hexdigest()
+
+
+def _line(seq: int, prev: str, body: str) -> tuple[str, str]:
+    """(hash, JSONL line): the body with the chain fields appended, no re-serialisation needed."""
+    digest = _link(seq, prev, body)
+    head = "{" if body == "{}" else body[:-1] + ","
+    return digest, f'{head}"seq":{seq},"prev":"{prev}","hash":"{digest}"}}\n'
 
 
 @dataclass
@@ -57,7 +72,7 @@ class AuditLog:
         self.clock = clock
         self._lock = threading.Lock()
         self.background = background
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._queue: queue.Queue[str | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._lock_file: Any = None
@@ -116,27 +131,25 @@ class AuditLog:
             "audit_id": event.get("audit_id") or uuid.uuid4().hex,
             "time": event.get("time") or self.clock(),
         }
+        # Serialise here, in the caller's thread: the writer thread then only chains and does I/O, so
+        # it never holds the GIL for long while the server's event loop waits for it.
+        body = _body(event)
         if not self.background:
-            self._write([event])
+            self._write([body])
             return str(event["audit_id"])
         self._ensure_writer()
-        self._queue.put(event)
+        self._queue.put(body)
         return str(event["audit_id"])
 
-    def _write(self, events: list[dict[str, Any]]) -> None:
-        """Chain, append and fsync `events` as one group commit (one fsync), then move the head."""
+    def _write(self, bodies: list[str]) -> None:
+        """Chain, append and fsync serialised records as one group commit (one fsync), then move the head."""
         with self._locked():
             seq, prev = self._tail()
             lines = []
-            for event in events:
+            for body in bodies:
                 seq += 1
-                record = {
-                    "seq": seq,
-                    **{k: v for k, v in event.items() if k not in ("seq", "prev", "hash")},
-                    "prev": prev,
-                }
-                record["hash"] = prev = _digest(record)
-                lines.append(json.dumps(record, sort_keys=True, separators=(",", ":"), default=str) + "\n")
+                prev, line = _line(seq, prev, body)
+                lines.append(line)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, "".join(lines).encode())
@@ -219,7 +232,9 @@ class AuditLog:
                     problems.append(f"line {lineno}: expected record {expected_seq}, found {record.get('seq')}")
                 if record.get("prev") != prev:
                     problems.append(f"line {lineno}: chain broken (a record before it was removed or changed)")
-                if record.get("hash") != _digest(record):
+                if not isinstance(record.get("seq"), int) or record.get("hash") != _link(
+                    record["seq"], str(record.get("prev")), _body(record)
+                ):
                     problems.append(f"line {lineno}: record was edited (hash mismatch)")
                 prev = record.get("hash", "")
                 if isinstance(record.get("seq"), int):
