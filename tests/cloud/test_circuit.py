@@ -79,8 +79,11 @@ def test_cancelled_probe_frees_the_slot(clock: FakeClock) -> None:
     breaker.record_failure(ServerError("boom", "svc"))
     clock.advance(31)
     breaker.before_call()
+    with pytest.raises(BackendUnavailableError):
+        breaker.before_call()  # one probe at a time while half-open
     breaker.release_probe()
-    breaker.before_call()  # another caller may probe now
+    breaker.before_call()  # the cancelled probe freed the slot: another caller may probe now
+    assert breaker.state is CircuitState.HALF_OPEN
 
 
 def test_open_for_overrides_threshold_and_period(clock: FakeClock) -> None:

@@ -25,12 +25,7 @@ from ..errors import (
 )
 from ..types import BackendKind, Generation, Request, Usage
 from .base import Backend, Capabilities, Health
-
-_DONE = object()
-
-
-class _StreamClosed(Exception):
-    """Raised inside the decode loop when a stream's consumer stopped reading."""
+from .threadstream import StreamClosed, ThreadStream
 
 
 class FastVLMBackend(Backend):
@@ -166,45 +161,28 @@ class FastVLMBackend(Backend):
     async def stream(self, request: Request) -> AsyncIterator[str]:
         """Yield text pieces as tokens are produced; the pieces join to the full answer."""
         items = self._items([request])
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        state: dict[str, Any] = {"ids": [], "sent": "", "stop": False}
+        channel = ThreadStream()
+        state: dict[str, Any] = {"ids": [], "sent": ""}
 
         def on_token(_row: int, token: int) -> None:
-            if state["stop"]:
-                raise _StreamClosed  # the consumer went away: stop generating
+            if channel.stopped:
+                raise StreamClosed  # the consumer went away: stop generating
             state["ids"].append(token)
             text = self._runtime.tokenizer.decode(state["ids"], skip_special_tokens=True)
             if text.endswith("\ufffd"):
                 return  # half of a multi-byte character; wait for the rest
             piece, state["sent"] = text[len(state["sent"]):], text
             if piece:
-                loop.call_soon_threadsafe(queue.put_nowait, piece)
+                channel.put(piece)
 
         def work() -> None:
-            try:
-                outs = self._run(items, on_token)
-                rest = outs[0].text[len(state["sent"]):]
-                if rest:
-                    loop.call_soon_threadsafe(queue.put_nowait, rest)
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-            except _StreamClosed:
-                pass
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer and re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            outs = self._run(items, on_token)
+            rest = outs[0].text[len(state["sent"]):]
+            if rest:
+                channel.put(rest)
 
-        task = asyncio.ensure_future(asyncio.to_thread(work))
-        try:
-            while True:
-                piece = await queue.get()
-                if piece is _DONE:
-                    break
-                if isinstance(piece, BaseException):
-                    raise piece
-                yield piece
-        finally:
-            state["stop"] = True
-            await asyncio.shield(task)
+        async for piece in channel.pieces(work, asyncio.to_thread):
+            yield piece
 
     # ------------------------------------------------------------------ state
     async def health(self) -> Health:

@@ -24,7 +24,7 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,8 @@ from ..errors import (
 )
 from ..types import BackendKind, Generation, Request, Usage
 from .base import Backend, Capabilities, Health
+from .threadstream import ThreadStream
 
-_DONE = object()
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16", "half": "float16"}
 _QUANT = {"int8": 8, "int4": 4}
@@ -311,35 +311,19 @@ class MLXBackend(Backend):
     async def stream(self, request: Request) -> AsyncIterator[str]:
         """Yield text pieces as tokens are decoded; they join to the full answer."""
         self.check(request)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        state = {"stop": False}
+        channel = ThreadStream()
 
         def on_piece(piece: str) -> bool:
-            if state["stop"]:
+            if channel.stopped:
                 return False  # the consumer went away: stop generating
-            loop.call_soon_threadsafe(queue.put_nowait, piece)
+            channel.put(piece)
             return True
 
-        def work() -> None:
-            try:
-                self._generate(request, on_piece)
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer and re-raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+        def start(work: Callable[[], None]) -> Awaitable[Any]:
+            return asyncio.wrap_future(self._worker().submit(work))
 
-        future = asyncio.wrap_future(self._worker().submit(work))
-        try:
-            while True:
-                piece = await queue.get()
-                if piece is _DONE:
-                    break
-                if isinstance(piece, BaseException):
-                    raise piece
-                yield piece
-        finally:
-            state["stop"] = True
-            await asyncio.shield(future)
+        async for piece in channel.pieces(lambda: self._generate(request, on_piece), start):
+            yield piece
 
     # ------------------------------------------------------------------ state
     async def health(self) -> Health:
