@@ -16,7 +16,9 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from .._optional import require
@@ -83,13 +85,67 @@ def is_live(source: str) -> bool:
     return source.isdigit() or source.lower().startswith(LIVE_SCHEMES)
 
 
+class _CameraContainer:
+    """A webcam read through OpenCV, shaped like the part of a PyAV container this module uses.
+
+    PyAV's PyPI wheels are built without capture devices (no v4l2/avfoundation/dshow), while OpenCV's
+    headless wheels have them. Frames become real `av.VideoFrame`s with millisecond timestamps, so
+    everything downstream (motion, sampling, encoding) sees what a PyAV stream would give.
+    """
+
+    def __init__(self, capture: Any, index: str) -> None:
+        self._capture = capture
+        self._index = index
+        cv2 = require("cv2", "video", "webcam input")
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        stream = SimpleNamespace(
+            thread_type=None,
+            codec_context=SimpleNamespace(
+                width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            ),
+            average_rate=Fraction(fps).limit_denominator(1000) if fps > 0 else None,
+            guessed_rate=None,
+            time_base=Fraction(1, 1000),
+        )
+        self.streams = SimpleNamespace(video=[stream])
+
+    def decode(self, _stream: Any) -> Iterator[Any]:
+        av = _av()
+        start = time.monotonic()
+        while True:
+            ok, image = self._capture.read()
+            if not ok or image is None:
+                raise OSError(f"webcam {self._index} stopped delivering frames")
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts = int((time.monotonic() - start) * 1000)
+            frame.time_base = Fraction(1, 1000)
+            yield frame
+
+    def close(self) -> None:
+        self._capture.release()
+
+
+def _open_camera(index: str) -> _CameraContainer:
+    cv2 = require("cv2", "video", "webcam input")
+    capture = cv2.VideoCapture(int(index))
+    if not capture.isOpened():
+        capture.release()
+        raise BadInputError(f"cannot open webcam {index}: no such camera, or it is in use")
+    return _CameraContainer(capture, index)
+
+
 def _open_container(source: str, timeout_s: float) -> Any:
-    """Open `source` with PyAV, turning every failure into one clear `BadInputError` line."""
+    """Open `source` with PyAV, turning every failure into one clear `BadInputError` line.
+
+    Webcam indexes use PyAV when its FFmpeg has the platform's capture device, else OpenCV."""
     av = _av()
     options: dict[str, str] = {}
     kwargs: dict[str, Any] = {}
     target = source
     if source.isdigit():
+        device = {"darwin": "avfoundation", "win32": "dshow"}.get(sys.platform, "v4l2")
+        if device not in av.formats_available:
+            return _open_camera(source)
         if sys.platform == "darwin":
             target, kwargs["format"] = source, "avfoundation"
         elif sys.platform.startswith("win"):
