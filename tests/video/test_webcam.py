@@ -21,7 +21,7 @@ class SyntheticCamera:
     def __init__(self, index: int, frames: int = 12) -> None:
         self.index, self.left, self.total, self.released = index, frames, frames, False
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:
         return True
 
     def get(self, prop: int) -> float:
