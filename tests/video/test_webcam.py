@@ -27,7 +27,9 @@ class SyntheticCamera:
     def get(self, prop: int) -> float:
         import cv2
 
-        return {cv2.CAP_PROP_FPS: 30.0, cv2.CAP_PROP_FRAME_WIDTH: 640.0, cv2.CAP_PROP_FRAME_HEIGHT: 480.0}.get(prop, 0.0)
+        return {cv2.CAP_PROP_FPS: 30.0, cv2.CAP_PROP_FRAME_WIDTH: 640.0, cv2.CAP_PROP_FRAME_HEIGHT: 480.0}.get(
+            prop, 0.0
+        )
 
     def read(self) -> tuple[bool, Any]:
         if self.left == 0:
