@@ -20,10 +20,11 @@ import os
 import queue
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .types import new_id
 
 GENESIS = "0" * 64
 
@@ -131,7 +132,7 @@ class AuditLog:
         """
         event = {
             **event,
-            "audit_id": event.get("audit_id") or uuid.uuid4().hex,
+            "audit_id": event.get("audit_id") or new_id(),
             "time": event.get("time") or self.clock(),
         }
         # Serialise here, in the caller's thread: the writer thread then only chains and does I/O, so
