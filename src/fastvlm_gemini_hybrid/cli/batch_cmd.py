@@ -72,43 +72,55 @@ def done_inputs(out: Path, prompt: str) -> set[str]:
 
 
 async def run_batch(args: argparse.Namespace, items: list[str], sink: IO[str]) -> tuple[int, int]:
+    """Answer `items` a window at a time through `processor.arun_many`, so a batching local backend
+    gets `--batch-size` images per forward pass; rows are written as each answer arrives."""
     from tqdm import tqdm
 
     processor = ask_cmd.make_processor(args)
-    gate = asyncio.Semaphore(max(1, args.concurrency))
-    ok = failed = 0
+    counts = {"ok": 0, "failed": 0}
     bar = tqdm(total=len(items), unit="item", file=sys.stderr, disable=args.quiet or None, dynamic_ncols=True)
 
-    async def one(item: str) -> None:
-        nonlocal ok, failed
-        async with gate:
-            row: dict[str, Any] = {"input": item, "prompt": args.prompt}
-            try:
-                request = request_from_args(args, args.prompt, [item])
-                result = await processor.arun(request)
-                row.update(ok=not result.blocked, **result.to_dict())
-            except HybridError as exc:
-                row.update(ok=False, error={"type": exc.code, "message": str(exc)})
-            sink.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-            sink.flush()
-            if row["ok"]:
-                ok += 1
-            else:
-                failed += 1
-            bar.update(1)
-            bar.set_postfix(ok=ok, failed=failed, refresh=False)
+    def write(item: str, outcome: Any) -> None:
+        row: dict[str, Any] = {"input": item, "prompt": args.prompt}
+        if isinstance(outcome, HybridError):
+            row.update(ok=False, error={"type": outcome.code, "message": str(outcome)})
+        else:
+            row.update(ok=not outcome.blocked, **outcome.to_dict())
+        sink.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        sink.flush()
+        counts["ok" if row["ok"] else "failed"] += 1
+        bar.update(1)
+        bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
 
+    # A window bounds memory (files are read per window) while keeping every slot busy.
+    window = max(args.concurrency * args.batch_size * 2, 8)
     try:
-        await asyncio.gather(*(one(i) for i in items))
+        for start in range(0, len(items), window):
+            chunk = items[start : start + window]
+            requests, names = [], []
+            for item in chunk:
+                try:
+                    requests.append(request_from_args(args, args.prompt, [item]))
+                    names.append(item)
+                except HybridError as exc:
+                    write(item, exc)
+            await processor.arun_many(
+                requests,
+                concurrency=args.concurrency,
+                batch_size=args.batch_size,
+                on_result=lambda i, outcome, names=names: write(names[i], outcome),
+            )
     finally:
         bar.close()
         await processor.aclose()
-    return ok, failed
+    return counts["ok"], counts["failed"]
 
 
 def _batch(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise BadInputError("--concurrency must be at least 1")
+    if args.batch_size < 1:
+        raise BadInputError("--batch-size must be at least 1")
     items = collect_inputs(args.source)
     out_path = Path(args.out) if args.out else None
     if out_path is not None:
@@ -140,6 +152,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="DIR_OR_LIST", help="a folder of media, or a text file listing paths/URLs")
     p.add_argument("prompt")
     p.add_argument("--concurrency", type=int, default=4, metavar="N", help="requests in flight (default 4)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        metavar="N",
+        help="images per forward pass on a local backend that batches (default 4; 1 = one at a time)",
+    )
     p.add_argument("--out", metavar="FILE.jsonl", help="append results here; a rerun skips answered items")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_request_flags(p)
