@@ -518,7 +518,12 @@ class HybridVLMProcessor:
             prompt=request.prompt,
             sensitive=bool(sensitive or request.sensitive),
             media_hashes=[a.sha256 for a in request.attachments],
-            route=decision.to_dict() if decision is not None else {"mode": str(request.mode or "")},
+            # Only what the record keeps: building the whole route dict per request is wasted work.
+            route=(
+                {"mode": decision.mode.value, "backends": list(decision.backends), "domain": decision.domain.value}
+                if decision is not None
+                else {"mode": str(request.mode or "")}
+            ),
             backend=result.backend if result else None,
             outcome=("blocked" if result.blocked else "ok") if result else (error.code if error else "error"),
             latency_ms=result.latency_ms if result else (latency_ms or 0.0),

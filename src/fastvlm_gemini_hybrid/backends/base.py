@@ -107,5 +107,14 @@ class Backend(ABC):
         return f"<{type(self).__name__} {self.name!r} {self.capabilities.kind.value}>"
 
 
+def settings_or_default(settings: Any) -> Any:
+    """`settings`, or the effective ones (flags > env > file > defaults) when a backend is built alone."""
+    if settings is not None:
+        return settings
+    from ..config import load_settings
+
+    return load_settings()
+
+
 def elapsed_ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0

@@ -24,7 +24,7 @@ from ..errors import (
     ModelNotDownloadedError,
 )
 from ..types import BackendKind, Generation, Request, Usage
-from .base import Backend, Capabilities, Health
+from .base import Backend, Capabilities, Health, settings_or_default
 from .threadstream import StreamClosed, ThreadStream
 
 
@@ -38,11 +38,7 @@ class FastVLMBackend(Backend):
     )
 
     def __init__(self, settings: Any = None, *, model: str | None = None) -> None:
-        if settings is None:
-            from ..config import load_settings
-
-            settings = load_settings()
-        self.settings = settings
+        self.settings = settings = settings_or_default(settings)
         self.model_name = model or settings.local_model
         self.default_model = self.model_name
         self._runtime: Any = None

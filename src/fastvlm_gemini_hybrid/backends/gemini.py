@@ -37,7 +37,7 @@ from ..errors import (
     PolicyViolationError,
 )
 from ..types import Attachment, BackendKind, Generation, Request
-from .base import Backend, Capabilities, Health
+from .base import Backend, Capabilities, Health, settings_or_default
 from .circuit import CircuitBreaker, error_for_status, retries_override, transport_error
 from .gemini_prices import price_of, price_table
 from .gemini_wire import (
@@ -91,13 +91,9 @@ class GeminiBackend(Backend):
         clock: Callable[[], float] = time.monotonic,
         circuit: CircuitBreaker | None = None,
     ) -> None:
-        if settings is None:
-            from ..config import load_settings
-
-            settings = load_settings()
-        self.settings = settings
+        self.settings = settings = settings_or_default(settings)
         self.default_model = settings.gemini_model
-        #: SDK retries after a transient failure; the processor sets 0 in fallback mode.
+        #: SDK retries after a transient failure; `circuit.sdk_retries(n)` around a call overrides it.
         self.retries: int = settings.gemini_retries if retries is None else retries
         self.timeout_s: float = settings.gemini_timeout_s
         #: first back-off of the SDK's exponential retry (with jitter), capped at 8 s

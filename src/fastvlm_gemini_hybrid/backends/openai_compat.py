@@ -29,7 +29,7 @@ from ..errors import (
     ServerError,
 )
 from ..types import BackendKind, Generation, Request, Usage
-from .base import Backend, Capabilities, Health
+from .base import Backend, Capabilities, Health, settings_or_default
 from .circuit import CircuitBreaker, error_for_status, transport_error
 
 
@@ -48,11 +48,7 @@ class OpenAICompatBackend(Backend):
         clock: Callable[[], float] = time.monotonic,
         circuit: CircuitBreaker | None = None,
     ) -> None:
-        if settings is None:
-            from ..config import load_settings
-
-            settings = load_settings()
-        self.settings = settings
+        self.settings = settings = settings_or_default(settings)
         self.default_model = settings.openai_model or ""
         self.timeout_s: float = settings.openai_timeout_s
         self.circuit = circuit or CircuitBreaker(self.name, clock=clock)
