@@ -53,6 +53,40 @@ class QuietServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+class LoopbackServer:
+    """Start/stop plumbing shared by the fake servers: a `QuietServer` on 127.0.0.1 in a daemon thread.
+
+    Subclasses set `handler` (a BaseHTTPRequestHandler subclass that reads `self.fake`) and `url_path`."""
+
+    handler: type[BaseHTTPRequestHandler]
+    url_path = ""
+    _server: QuietServer | None = None
+
+    def start(self) -> Any:
+        handler = type("Handler", (self.handler,), {"fake": self})
+        self._server = QuietServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "server not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}{self.url_path}"
+
+
 @dataclass
 class Recorded:
     """One request as the fake received it."""
@@ -147,7 +181,7 @@ def schema_instance(schema: dict[str, Any], seen: str) -> Any:
     return seen
 
 
-class FakeGeminiServer:
+class FakeGeminiServer(LoopbackServer):
     """Serve `models/{m}:generateContent`, `:streamGenerateContent?alt=sse`, `:countTokens` and Files.
 
     `latency_s` delays every model call; `chunk_delay_s` spaces streamed chunks; `thoughts_tokens`
@@ -173,35 +207,8 @@ class FakeGeminiServer:
         self._stream_error_after: int | None = None
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> FakeGeminiServer:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        server = QuietServer(("127.0.0.1", 0), handler)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeGeminiServer:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "server not started"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     # ------------------------------------------------------------------ fault injection
     def fail(
@@ -273,9 +280,7 @@ class FakeGeminiServer:
                     seen.append(f"file:{pick(file_data, 'fileUri')}")
                 meta = pick(part, "videoMetadata")
                 if meta:
-                    seen.append(
-                        f"clip:{pick(meta, 'startOffset')}-{pick(meta, 'endOffset')}@{pick(meta, 'fps')}"
-                    )
+                    seen.append(f"clip:{pick(meta, 'startOffset')}-{pick(meta, 'endOffset')}@{pick(meta, 'fps')}")
         if pick(body, "systemInstruction"):
             seen.append("system")
         return "seen " + " ".join(seen)
@@ -370,9 +375,14 @@ class _Handler(BaseHTTPRequestHandler):
             return True  # like Google's, the upload URL itself is the credential
         key = rec.headers.get("x-goog-api-key") or (rec.query.get("key") or [""])[0]
         if key != self.fake.api_key:
-            self._send(400, google_error(400, "API key not valid. Please pass a valid API key.", [
-                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}
-            ]))
+            self._send(
+                400,
+                google_error(
+                    400,
+                    "API key not valid. Please pass a valid API key.",
+                    [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}],
+                ),
+            )
             return False
         return True
 
@@ -521,3 +531,6 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(self.fake.chunk_delay_s)
             self._chunk(b"data: " + json.dumps(event).encode() + b"\r\n\r\n")
         self._chunk(b"")
+
+
+FakeGeminiServer.handler = _Handler

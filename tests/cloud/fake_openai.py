@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from .fake_gemini import QuietServer
+from .fake_gemini import LoopbackServer
 
 
 @dataclass
@@ -26,7 +26,9 @@ class Recorded:
     json: Any
 
 
-class FakeOpenAIServer:
+class FakeOpenAIServer(LoopbackServer):
+    url_path = "/v1"
+
     def __init__(self, *, latency_s: float = 0.0) -> None:
         self.latency_s = latency_s
         self.requests: list[Recorded] = []
@@ -34,32 +36,6 @@ class FakeOpenAIServer:
         self._stream_error_after: int | None = None
         self._content_filter = False
         self._lock = threading.Lock()
-        self._server: QuietServer | None = None
-
-    def start(self) -> FakeOpenAIServer:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        server = QuietServer(("127.0.0.1", 0), handler)
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
 
     def fail(self, status: int, message: str = "fake failure", headers: dict[str, str] | None = None) -> None:
         with self._lock:
@@ -134,10 +110,16 @@ class _Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text.split())}
         if not body.get("stream"):
             message = {"role": "assistant", "content": None if finish == "content_filter" else text}
-            self._send(200, {
-                "id": "chatcmpl-fake", "object": "chat.completion", "model": body.get("model"),
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage,
-            })
+            self._send(
+                200,
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion",
+                    "model": body.get("model"),
+                    "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                    "usage": usage,
+                },
+            )
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -157,3 +139,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(b"data: " + json.dumps({"choices": [], "usage": usage}).encode() + b"\n\n")
         self._chunk(b"data: [DONE]\n\n")
         self._chunk(b"")
+
+
+FakeOpenAIServer.handler = _Handler
