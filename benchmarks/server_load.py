@@ -1,7 +1,7 @@
 """Bounded local load test of the HTTP server: cached /v1/analyze (audit off, then on), then overload.
 
     python benchmarks/server_load.py [--duration 20] [--concurrency 64] [--overload-duration 15]
-                                     [--client auto|wrk|python]
+                                     [--client auto|wrk|python] [--no-compare-uvloop]
 
 Starts uvicorn on 127.0.0.1 in a child process with a fast test-only backend (FunctionBackend,
 never reachable from product config), warms the cache with one image, then drives requests with C in
@@ -11,7 +11,8 @@ requests/s is >= 20,000 requests). The load generator is Debian's `wrk`
 needs about as much CPU per request as the server and so measures mostly itself.
 
 Printed: requests/s, p50/p99 and the server's RSS at start/middle/end for the cached path with the
-audit trail off and on (the users' default), side by side, with ratios to the targets; then an
+audit trail off and on (the users' default), side by side, with ratios to the targets, and the
+audit-on phase again on uvloop (why `serve` uses asyncio's loop); then an
 overload phase (cache off, 50 ms backend, 8 slots + 16 queue, 256 connections) counting 200s, 503s
 (each must carry Retry-After) and anything else. Every phase stops by itself after its
 duration; nothing leaves 127.0.0.1. Client and server share this machine's cores.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import importlib.util
 import io
 import json
 import multiprocessing as mp
@@ -81,7 +83,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(port: int, home: str, delay_s: float, audit: bool, cache: bool, concurrency: int, queue: int) -> None:
+def _serve(port: int, home: str, delay_s: float, audit: bool, cache: bool, concurrency: int, queue: int,
+           loop: str) -> None:
     from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
     from fastvlm_gemini_hybrid.config import load_settings
     from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
@@ -95,7 +98,7 @@ def _serve(port: int, home: str, delay_s: float, audit: bool, cache: bool, concu
     for backend in backends.values():
         backend.calls = collections.deque(maxlen=8)  # type: ignore[assignment]  # the fake's call log stays bounded
     app = create_app(processor=HybridVLMProcessor(settings, backends=backends))
-    run_uvicorn(app, host="127.0.0.1", port=port, log_level="error")  # exactly as `fastvlm-hybrid serve` runs it
+    run_uvicorn(app, host="127.0.0.1", port=port, log_level="error", loop=loop)  # as `fastvlm-hybrid serve` runs it
 
 
 def _png() -> bytes:
@@ -119,12 +122,12 @@ class Server:
     """The server under test in a spawned child process, killed on exit."""
 
     def __init__(self, *, delay_s: float = 0.0, audit: bool = False, cache: bool = True, concurrency: int = 8,
-                 queue: int = 64) -> None:
+                 queue: int = 64, loop: str = "asyncio") -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = mp.get_context("spawn").Process(
             target=_serve, daemon=True,
-            args=(self.port, tempfile.mkdtemp(prefix="bench-home-"), delay_s, audit, cache, concurrency, queue))
+            args=(self.port, tempfile.mkdtemp(prefix="bench-home-"), delay_s, audit, cache, concurrency, queue, loop))
 
     def __enter__(self) -> Server:
         import httpx
@@ -252,6 +255,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--overload-duration", type=int, default=15, help="seconds of the overload phase")
     ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    ap.add_argument("--no-compare-uvloop", dest="compare_uvloop", action="store_false",
+                    help="skip the side-by-side audit-on phase on uvloop")
     args = ap.parse_args()
     use_wrk = args.client == "wrk" or (args.client == "auto" and shutil.which("wrk") is not None)
     if args.client == "wrk" and shutil.which("wrk") is None:
@@ -273,6 +278,14 @@ def main() -> int:
         print(f"  non-200: {other or 'none'}, socket errors/timeouts: {out['errors']}; {_rss_line(out['rss'])}")
     off, on = cached["audit off"], cached["audit on"]
     print(f"audit on vs off: {on['rps'] / off['rps']:.2f}x requests/s, {on['p99'] / max(off['p99'], 1e-9):.2f}x p99")
+    if args.compare_uvloop and importlib.util.find_spec("uvloop") is not None:
+        # Why `serve` runs on asyncio's loop: libuv accepts one new connection per loop iteration, so
+        # wrk's 64 fresh connections wait behind the busy ones (a tail at the start of every run).
+        with Server(audit=True, loop="uvloop") as server:
+            uv = phase(server, client, body, args.duration, args.concurrency)
+        print(f"same audit-on phase on uvloop: {uv['rps']:.0f} requests/s, p50 {uv['p50']:.1f} ms,"
+              f" p99 {uv['p99']:.1f} ms; asyncio vs uvloop: {on['rps'] / uv['rps']:.2f}x requests/s,"
+              f" {on['p99'] / max(uv['p99'], 1e-9):.2f}x p99")
 
     # Overload: the cache off (so every admitted request costs 50 ms of backend time), 8 slots + 16
     # queue, far more connections than that: the excess must be shed at once with 503 + Retry-After.

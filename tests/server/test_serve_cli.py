@@ -49,3 +49,13 @@ def test_serve_subprocess_binds_localhost_and_answers(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=15)
     assert out == ""  # answers on stdout only; serve has none, progress went to stderr
     assert f"http://127.0.0.1:{port}/" in err and "Traceback" not in err
+
+
+def test_serve_runs_on_asyncio_loop_not_uvloop() -> None:
+    """uvloop (libuv) accepts one new connection per loop iteration: a burst of new clients on a busy
+    server then waits up to one iteration each (benchmarks/server_load.py shows the p99 side by side)."""
+    from fastvlm_gemini_hybrid.server.app import uvicorn_config
+
+    config = uvicorn_config(object(), host="127.0.0.1", port=free_port())
+    assert config.loop == "asyncio"
+    assert config.access_log is False and config.host == "127.0.0.1"
