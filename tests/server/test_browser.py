@@ -83,3 +83,70 @@ def test_drag_and_drop_is_answered_through_the_server(
     hosts = {urlparse(u).hostname for u in seen if urlparse(u).scheme.startswith("http")}
     assert hosts == {"127.0.0.1"}, seen
     assert any(u.endswith("/v1/analyze") for u in seen)
+
+
+def poll(page: Any, expression: str, timeout_s: float = 10.0) -> None:
+    """Wait until `expression` is true. (wait_for_function compiles strings with eval: the CSP forbids it.)"""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout_s} s: {expression}")
+        page.wait_for_timeout(100)
+
+
+@pytest.fixture
+def camera_browser(chromium_executable: str) -> Any:
+    """Chromium with its built-in synthetic camera, permission granted without a prompt."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=chromium_executable, args=[
+            "--no-sandbox", "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"])
+        yield b, pw.devices["Pixel 7"]
+        b.close()
+
+
+def test_phone_camera_live_analysis_goes_through_the_server(
+    camera_browser: Any, app_factory: Callable[..., Any], live_server: Any,
+) -> None:
+    from PIL import Image
+
+    sizes: list[tuple[int, int]] = []
+
+    def local(req: Any) -> str:
+        att = req.attachments[0]
+        image = Image.open(io.BytesIO(att.data))
+        sizes.append(image.size)
+        return f"frame {len(sizes)}: {att.mime} {image.size[0]}x{image.size[1]}"
+
+    browser, phone = camera_browser
+    app, proc = app_factory(local=local)
+    srv = live_server(app)
+    context = browser.new_context(**phone)  # a phone's viewport, touch and user agent
+    page = context.new_page()
+    seen: list[str] = []
+    guard(page, seen)
+    page.goto(srv.url + "/")
+    page.locator("#status", has_text="fastvlm (local): ready").wait_for()
+    # laid out for the phone: nothing wider than the screen
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.fill("#prompt", "Anything moving?")
+    page.select_option("#mode", "local-only")
+    page.tap("#camera")
+    poll(page, "document.getElementById('cam').readyState >= 2 && !document.getElementById('cam').hidden")
+    page.fill("#every", "1")
+    page.check("#live")
+    poll(page, "Number(document.getElementById('m-count').textContent) >= 2", timeout_s=20)
+    page.uncheck("#live")
+    assert page.text_content("#answer").startswith("frame ") and "image/jpeg" in page.text_content("#answer")
+    assert "fastvlm" in page.text_content("#route") and "path: server" in page.text_content("#timing")
+    width, height = page.evaluate("(v => [v.videoWidth, v.videoHeight])(document.getElementById('cam'))")
+    assert width > 0 and sizes[0] == (width, height)  # the captured frame is the camera's picture, full size
+    calls = proc.backend("fastvlm").calls
+    assert len(calls) >= 2 and all(c.prompt == "Anything moving?" for c in calls)
+    assert proc.backend("gemini").calls == []
+    hosts = {urlparse(u).hostname for u in seen if urlparse(u).scheme.startswith("http")}
+    assert hosts == {"127.0.0.1"}, seen
+    context.close()
