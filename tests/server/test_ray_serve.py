@@ -1,8 +1,10 @@
 """Ray Serve scale-out: two replicas, each with its own processor, behind the same HTTP API.
 
-Slow (Ray starts a local cluster: ~20-60 s on a small box), so marked `slow`; skipped when the
-`ray` extra is not installed. Replicas get fake backends through `processor_factory` (test-only
-injection: product code builds the configured backends).
+The in-process cluster test is slow (Ray starts a local cluster: ~20-60 s on a small box), so marked
+`slow`; skipped when the `ray` extra is not installed. Replicas get fake backends through
+`processor_factory` (test-only injection: product code builds the configured backends). The shipped
+`deploy/ray-serve.yaml` and `app_builder`'s arguments are checked fast, without starting Ray;
+`test_ray_cli.py` runs the CLI and `serve run` as real processes.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from fastvlm_gemini_hybrid.config import Settings, load_settings
+from fastvlm_gemini_hybrid.errors import BadInputError
+from fastvlm_gemini_hybrid.server.ray_serve import app_builder, parse_app_args
 
 from .conftest import free_port
 
-pytestmark = pytest.mark.slow
+SHIPPED_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "ray-serve.yaml"
 
 
 def fake_processor(settings: Settings) -> Any:
@@ -62,6 +67,7 @@ def ray_cluster() -> Any:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
+@pytest.mark.slow
 def test_two_replicas_answer_behind_one_http_api(ray_cluster: Any, tmp_path: Path) -> None:
     from fastvlm_gemini_hybrid.server.ray_serve import build_deployment
 
@@ -95,3 +101,62 @@ def test_two_replicas_answer_behind_one_http_api(ray_cluster: Any, tmp_path: Pat
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_input"
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert health.headers["x-hybrid-replica"] in replicas
+
+
+def test_shipped_config_passes_rays_schema_and_builds() -> None:
+    """`serve run`/`serve deploy` validate the file with this schema, then call the builder with `args`."""
+    import importlib
+    import inspect
+
+    pytest.importorskip("ray.serve")
+    from ray.serve import Application
+    from ray.serve.schema import ServeDeploySchema
+
+    config = ServeDeploySchema.model_validate(yaml.safe_load(SHIPPED_CONFIG.read_text()))
+    assert config.http_options.host == "127.0.0.1"  # this machine only, as the file's comment promises
+    [app] = config.applications
+    module, _, attr = app.import_path.partition(":")
+    builder = getattr(importlib.import_module(module), attr)
+    assert builder is app_builder
+    assert len(inspect.signature(builder).parameters) == 1  # Ray calls builders with the args dict only
+    assert parse_app_args(app.args) == (2, 1.0)
+    built = builder(app.args)
+    assert isinstance(built, Application)
+    deployment = built._bound_deployment  # no public accessor: the options Ray will deploy with
+    assert deployment.num_replicas == 2 and deployment.ray_actor_options == {"num_cpus": 1.0}
+
+
+def test_app_builder_reads_cli_strings_and_yaml_numbers() -> None:
+    assert parse_app_args({}) == (2, 1.0)
+    assert parse_app_args({"replicas": "3", "num_cpus": "0.5"}) == (3, 0.5)  # `serve run ... replicas=3`
+    assert parse_app_args({"replicas": 4, "num_cpus": 0}) == (4, 0.0)  # unquoted numbers in a YAML file
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    ({"replicas": "0"}, "replicas must be a whole number of at least 1, got '0'"),
+    ({"replicas": "x"}, "replicas must be a whole number of at least 1, got 'x'"),
+    ({"replicas": "1.5"}, "got '1.5'"),
+    ({"replicas": True}, "got True"),  # YAML's `yes`
+    ({"num_cpus": "-1"}, "num_cpus (CPUs reserved per replica) must be a number of at least 0, got '-1'"),
+    ({"num_cpus": "nan"}, "got 'nan'"),
+    ({"replica": "4"}, "unknown app_builder argument(s) replica; expected replicas, num_cpus"),
+])
+def test_app_builder_rejects_bad_args_by_name(args: dict[str, Any], named: str) -> None:
+    # Rejected before Ray is imported: runs without the `ray` extra too.
+    with pytest.raises(BadInputError) as exc:
+        app_builder(args)
+    assert named in str(exc.value)
+
+
+def test_cli_ray_refuses_port_zero(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's proxy would take some free port and never tell: refused before Ray starts (needs no `ray`)."""
+    from fastvlm_gemini_hybrid.cli import main
+    from fastvlm_gemini_hybrid.server import ray_serve
+
+    def started(*_a: Any, **_kw: Any) -> int:
+        pytest.fail("serve --ray --port 0 started Ray")  # a regression fails here instead of serving forever
+
+    monkeypatch.setattr(ray_serve, "serve_with_ray", started)
+    assert main(["serve", "--ray", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--port 0" in err and "--ray" in err and "Traceback" not in err

@@ -33,6 +33,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise BadInputError(f"--port must be between 0 and 65535, got {args.port}")
     if args.replicas < 1:
         raise BadInputError("--replicas must be at least 1")
+    if args.ray and args.port == 0:
+        # Ray's proxy would bind some free port but never says which: nobody could reach the server.
+        raise BadInputError("--port 0 cannot be used with --ray (Ray does not report the port it picks); give a port")
     settings = settings_from_args(args, server_concurrency=args.concurrency, server_queue=args.queue)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_keys:
         info(f"warning: listening on {args.host} without API keys; set FASTVLM_HYBRID_API_KEYS to require them")

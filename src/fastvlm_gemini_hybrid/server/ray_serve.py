@@ -13,12 +13,14 @@ which replica answered. Ray is the optional `ray` extra.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._optional import require
 from ..config import Settings, load_settings
+from ..errors import BadInputError
 
 REPLICA_HEADER = b"x-hybrid-replica"
 
@@ -95,39 +97,79 @@ def _replica_id() -> str:
         return f"pid-{os.getpid()}"
 
 
-def app_builder(args: dict[str, str]) -> Any:
+APP_ARGS = ("replicas", "num_cpus")
+
+
+def app_builder(args: dict[str, Any]) -> Any:
     """Entry point for Ray's `serve run module:app_builder replicas=N` and `deploy/ray-serve.yaml`.
 
     Settings come from the environment and config file as for `fastvlm-hybrid serve`.
     """
-    replicas = int(args.get("replicas", 2))
-    num_cpus = float(args.get("num_cpus", 1))
+    replicas, num_cpus = parse_app_args(args)
     return build_deployment(load_settings(), replicas, num_cpus=num_cpus)
 
 
+def parse_app_args(args: Mapping[str, Any]) -> tuple[int, float]:
+    """(replicas, num_cpus) from Ray's builder args, or a `BadInputError` naming the bad one.
+
+    Ray hands `key=value` words and the YAML's `args` over unchecked (as strings, or whatever YAML
+    parsed): without this a typo such as `replica=4` was silently ignored, and `replicas=x` failed
+    with int()'s bare "invalid literal" message.
+    """
+    unknown = sorted(set(args) - set(APP_ARGS))
+    if unknown:
+        raise BadInputError(f"unknown app_builder argument(s) {', '.join(unknown)}; expected {', '.join(APP_ARGS)}")
+    raw_replicas = args.get("replicas", 2)
+    try:
+        replicas = int(str(raw_replicas).strip())  # str() first: 2.5 or True must not pass as 2 or 1
+    except ValueError:
+        replicas = 0
+    if replicas < 1:
+        raise BadInputError(f"replicas must be a whole number of at least 1, got {raw_replicas!r}")
+    raw_cpus = args.get("num_cpus", 1)
+    try:
+        num_cpus = float(str(raw_cpus).strip())
+    except ValueError:
+        num_cpus = -1.0
+    if not (math.isfinite(num_cpus) and num_cpus >= 0):
+        raise BadInputError(f"num_cpus (CPUs reserved per replica) must be a number of at least 0, got {raw_cpus!r}")
+    return replicas, num_cpus
+
+
 def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -> int:
-    """Start Ray locally, run the deployment on host:port and block until interrupted."""
+    """Start Ray locally, run the deployment on host:port and block until interrupted (Ctrl-C, SIGTERM)."""
     ray = require("ray", "ray", "serving with Ray")
     serve = require("ray.serve", "ray", "serving with Ray")
+    import contextlib
     import signal
+    import sys
     import time
 
     from ..cli.common import info
 
     def _stop(_signum: int, _frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
         raise KeyboardInterrupt  # SIGTERM (systemd, docker stop, timeout) shuts Ray down like Ctrl-C
 
     signal.signal(signal.SIGTERM, _stop)
-    ray.init(ignore_reinit_error=True, include_dashboard=False)
-    try:
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(build_deployment(settings, replicas), name="fastvlm-hybrid", route_prefix="/")
-        info(f"fastvlm-hybrid serving {replicas} Ray Serve replicas on http://{host}:{port}/ (Ctrl-C to stop)")
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+    # Ray's driver prints replicas' stdout and raylet notices (one comes at every shutdown) on stdout;
+    # `serve` answers nothing there, so stdout stays empty for whoever reads it, as without --ray.
+    with contextlib.redirect_stdout(sys.stderr):
+        try:
+            ray.init(ignore_reinit_error=True, include_dashboard=False)
+            # ray.init installs a C++ failure-signal handler for SIGTERM: it printed a crash dump
+            # ("*** SIGTERM received ... PC: @ ...") and, after our shutdown, aborted (exit 134).
+            signal.signal(signal.SIGTERM, _stop)
+            serve.start(http_options={"host": host, "port": port})
+            serve.run(build_deployment(settings, replicas), name="fastvlm-hybrid", route_prefix="/")
+            noun = "replica" if replicas == 1 else "replicas"
+            info(f"fastvlm-hybrid serving {replicas} Ray Serve {noun} on http://{host}:{port}/ (Ctrl-C to stop)")
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if ray.is_initialized():  # interrupted during ray.init: nothing of ours to shut down
+                serve.shutdown()
+                ray.shutdown()
     return 0
