@@ -160,3 +160,47 @@ def test_cli_ray_refuses_port_zero(capsys: pytest.CaptureFixture[str], monkeypat
     assert main(["serve", "--ray", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--port 0" in err and "--ray" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("address", "joined"), [(None, False), ("ray://head.example:10001", True)])
+def test_serve_with_ray_only_removes_its_own_app_from_a_joined_cluster(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, address: str | None, joined: bool,
+) -> None:
+    """Own cluster: Serve is shut down at exit. A cluster named by RAY_ADDRESS: only our app is deleted.
+
+    Ray's entry points are replaced by recorders (no cluster starts); Ctrl-C arrives once serving.
+    """
+    ray = pytest.importorskip("ray")
+    serve = pytest.importorskip("ray.serve")
+    import time as time_module
+
+    from fastvlm_gemini_hybrid.server import ray_serve
+
+    calls: list[tuple[str, Any]] = []
+    state = {"up": False}
+
+    def init(**kw: Any) -> None:
+        calls.append(("init", kw.get("address")))
+        state["up"] = True
+
+    def interrupted(_s: float) -> None:
+        raise KeyboardInterrupt
+
+    if address is None:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    else:
+        monkeypatch.setenv("RAY_ADDRESS", address)
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: state["up"])
+    monkeypatch.setattr(ray, "shutdown", lambda: calls.append(("ray.shutdown", None)))
+    monkeypatch.setattr(serve, "start", lambda **kw: calls.append(("start", kw["http_options"]["port"])))
+    monkeypatch.setattr(serve, "run", lambda app, **kw: calls.append(("run", kw["name"])))
+    monkeypatch.setattr(serve, "delete", lambda name, **kw: calls.append(("delete", name)))
+    monkeypatch.setattr(serve, "shutdown", lambda: calls.append(("serve.shutdown", None)))
+    monkeypatch.setattr(time_module, "sleep", interrupted)
+
+    settings = load_settings(home=tmp_path / "home", cache_enabled=False, audit_enabled=False)
+    assert ray_serve.serve_with_ray(settings, host="127.0.0.1", port=18123, replicas=2) == 0
+    ending = [("delete", "fastvlm-hybrid")] if joined else [("serve.shutdown", None)]
+    assert calls == [("init", address or "local"), ("start", 18123), ("run", "fastvlm-hybrid"), *ending,
+                     ("ray.shutdown", None)]

@@ -136,8 +136,15 @@ def parse_app_args(args: Mapping[str, Any]) -> tuple[int, float]:
     return replicas, num_cpus
 
 
+APP_NAME = "fastvlm-hybrid"
+
+
 def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -> int:
-    """Start Ray locally, run the deployment on host:port and block until interrupted (Ctrl-C, SIGTERM)."""
+    """Run the deployment on host:port and block until interrupted (Ctrl-C, SIGTERM).
+
+    Ray starts locally for this process, unless `RAY_ADDRESS` names a cluster to join; then only
+    our application is removed at the end, so other applications on that cluster keep running.
+    """
     ray = require("ray", "ray", "serving with Ray")
     serve = require("ray.serve", "ray", "serving with Ray")
     import contextlib
@@ -147,21 +154,27 @@ def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -
 
     from ..cli.common import info
 
+    joined = False
+
     def _stop(_signum: int, _frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
         raise KeyboardInterrupt  # SIGTERM (systemd, docker stop, timeout) shuts Ray down like Ctrl-C
 
-    signal.signal(signal.SIGTERM, _stop)
+    previous = signal.signal(signal.SIGTERM, _stop)
     # Ray's driver prints replicas' stdout and raylet notices (one comes at every shutdown) on stdout;
     # `serve` answers nothing there, so stdout stays empty for whoever reads it, as without --ray.
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            ray.init(ignore_reinit_error=True, include_dashboard=False)
+            # "local" explicitly: a bare ray.init() would also join a cluster left by `ray start`,
+            # and shutting Serve down there at exit would stop other people's applications.
+            address = os.environ.get("RAY_ADDRESS") or "local"
+            joined = address != "local"
+            ray.init(address=address, ignore_reinit_error=True, include_dashboard=False)
             # ray.init installs a C++ failure-signal handler for SIGTERM: it printed a crash dump
             # ("*** SIGTERM received ... PC: @ ...") and, after our shutdown, aborted (exit 134).
             signal.signal(signal.SIGTERM, _stop)
             serve.start(http_options={"host": host, "port": port})
-            serve.run(build_deployment(settings, replicas), name="fastvlm-hybrid", route_prefix="/")
+            serve.run(build_deployment(settings, replicas), name=APP_NAME, route_prefix="/")
             noun = "replica" if replicas == 1 else "replicas"
             info(f"fastvlm-hybrid serving {replicas} Ray Serve {noun} on http://{host}:{port}/ (Ctrl-C to stop)")
             while True:
@@ -170,6 +183,11 @@ def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -
             pass
         finally:
             if ray.is_initialized():  # interrupted during ray.init: nothing of ours to shut down
-                serve.shutdown()
-                ray.shutdown()
+                if joined:
+                    with contextlib.suppress(Exception):  # interrupted before serve.run: nothing to delete
+                        serve.delete(APP_NAME)
+                else:
+                    serve.shutdown()
+                ray.shutdown()  # on a joined cluster this only disconnects
+            signal.signal(signal.SIGTERM, previous)
     return 0
