@@ -59,7 +59,10 @@ class RayRun:
             "RAY_USAGE_STATS_ENABLED": "0",
         }
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
-            self.proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=err)
+            # A background job (`cmd &` in a script) inherits SIGINT ignored, and Python then never
+            # raises KeyboardInterrupt: restore the default, as for a foreground process given Ctrl-C.
+            self.proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=err,
+                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.tree: list[Any] = []
         self.session = ""
 
