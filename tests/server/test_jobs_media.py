@@ -20,7 +20,7 @@ pytest.importorskip("cv2")
 # tests/ is on sys.path (rootdir import mode), so tests/video is the package `video`
 from video import synth
 
-from .test_api import assert_error
+from .test_api import assert_error, png
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,8 @@ def test_bad_job_input_is_a_400_before_any_work(client: Any, walker_clip: bytes)
     err = assert_error(client.post("/v1/jobs", files=clip, data={"kind": "surveillance", "zones": "zones: [oops"}),
                        400, "bad_input")
     assert "zones" in err["message"]
-    png = [("file", ("still.png", synth_png(), "image/png"))]
-    assert_error(client.post("/v1/jobs", files=png, data={"kind": "video", "prompt": "x"}), 400, "bad_input")
+    still = [("file", ("still.png", png(), "image/png"))]
+    assert_error(client.post("/v1/jobs", files=still, data={"kind": "video", "prompt": "x"}), 400, "bad_input")
     two = [*clip, ("file", ("again.mp4", walker_clip, "video/mp4"))]
     assert_error(client.post("/v1/jobs", files=two, data={"kind": "video", "prompt": "x"}), 400, "bad_input")
     assert sum(client.app.state.jobs.counts().values()) == 0  # no job was created
@@ -116,9 +116,3 @@ def test_keep_uploads_keeps_the_clip_under_home(app_factory: Callable[..., Any],
     kept = list((proc.settings.home / "uploads").iterdir())
     assert len(kept) == 1 and kept[0].read_bytes() == walker_clip
     assert list(spool.iterdir()) == []
-
-
-def synth_png() -> bytes:
-    from .test_api import png
-
-    return png()

@@ -154,7 +154,10 @@ def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -
 
     from ..cli.common import info
 
-    joined = False
+    # "local" explicitly: a bare ray.init() would also join a cluster left by `ray start`, and
+    # shutting Serve down there at exit would stop other people's applications.
+    address = os.environ.get("RAY_ADDRESS") or "local"
+    joined = address != "local"
 
     def _stop(_signum: int, _frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
@@ -165,10 +168,6 @@ def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -
     # `serve` answers nothing there, so stdout stays empty for whoever reads it, as without --ray.
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            # "local" explicitly: a bare ray.init() would also join a cluster left by `ray start`,
-            # and shutting Serve down there at exit would stop other people's applications.
-            address = os.environ.get("RAY_ADDRESS") or "local"
-            joined = address != "local"
             ray.init(address=address, ignore_reinit_error=True, include_dashboard=False)
             # ray.init installs a C++ failure-signal handler for SIGTERM: it printed a crash dump
             # ("*** SIGTERM received ... PC: @ ...") and, after our shutdown, aborted (exit 134).
