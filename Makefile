@@ -11,8 +11,8 @@ PYTEST_ARGS ?= -m "not slow"
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
-	# MLX runs on Linux's CPU build too, so its tests run everywhere. mlx-vlm pulls in the GUI build of
-	# OpenCV; put the headless build back so the video stack stays headless.
+	# MLX runs on Linux's CPU build too, so its tests run everywhere. mlx-vlm (and the OCR and face
+	# detector packages) pull in the GUI build of OpenCV; put the headless build back so the stack stays headless.
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[mlx]'
 	$(PY) -m pip uninstall -q -y opencv-python
 	$(PY) -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \

@@ -270,8 +270,10 @@ class AuditLog:
         latency_ms: float,
         cached: bool = False,
         error: str | None = None,
+        privacy: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """An audit record for one request; the prompt text is kept only when not sensitive."""
+        """An audit record for one request; the prompt text is kept only when not sensitive. `privacy` is the
+        egress gate's verdict and the categories it found (`pii/card`), never what it read."""
         record: dict[str, Any] = {
             "type": "request",
             "request_id": request_id,
@@ -289,4 +291,6 @@ class AuditLog:
             record["prompt"] = prompt[:500]
         if error:
             record["error"] = error
+        if privacy:
+            record["privacy"] = privacy
         return record

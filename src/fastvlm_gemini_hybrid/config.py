@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -66,6 +66,18 @@ class Settings(BaseSettings):
     openai_model: str | None = None
     openai_api_key: SecretStr | None = None
     openai_timeout_s: float = 120.0
+    openai_trusted: bool = Field(
+        False, description="treat the OpenAI-compatible server as on this machine even when its URL is not loopback"
+    )
+
+    # privacy: what the egress gate does with pictures bound off this machine (privacy/inspector.py)
+    privacy_image_text: Literal["local", "redact"] = Field(
+        "local", description="sensitive text in a picture: keep the picture local, or black the text out"
+    )
+    privacy_faces: Literal["allow", "redact", "local"] = Field(
+        "allow", description="faces in a picture: send them, blur them, or keep the picture local"
+    )
+    privacy_video_frames: int = Field(8, ge=1, le=64, description="frames of a video inspected before it may leave")
 
     # routing and execution
     rules_file: Path | None = Field(None, description="YAML rules that replace or extend the defaults")

@@ -9,6 +9,8 @@ HybridError                          exit  fallback?
 │   ├── MissingDependencyError         2    never   (names the exact `pip install` to run)
 │   └── MissingCredentialsError        2    yes     (a cloud backend with no key: others may answer)
 ├── PolicyViolationError               2    never   (privacy: a sensitive request may not go there)
+│   └── EgressRefusedError             2    yes     (the egress gate kept it on this machine: a local
+│                                                    backend may still answer; `.findings`)
 ├── BackendError                       1    (per class; carries `.backend`)
 │   ├── BackendUnavailableError        1    yes     (not installed, not downloaded, circuit open)
 │   │   └── ModelNotDownloadedError    2    yes     (names the `models pull` command)
@@ -90,6 +92,20 @@ class PolicyViolationError(HybridError):
 
     exit_code = 2
     code = "policy_violation"
+
+
+class EgressRefusedError(PolicyViolationError):
+    """The egress gate stopped a request bound for a backend off this machine (privacy/gate.py).
+
+    Another, local backend may still answer, so the processor moves on; when nothing else can, this
+    refusal is the answer (exit 2, HTTP 403). `findings` are categories and kinds, never values."""
+
+    fallback_allowed = True
+
+    def __init__(self, message: str, backend: str = "", findings: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.findings = findings
 
 
 class BackendError(HybridError):

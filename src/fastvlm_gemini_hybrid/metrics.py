@@ -54,6 +54,7 @@ class Metrics:
         self.cost_usd: dict[str, float] = defaultdict(float)
         self.gauges: dict[str, float] = {}
         self.circuits: dict[str, str] = {}  # backend -> closed / open / half-open
+        self.privacy: dict[str, int] = defaultdict(int)  # egress gate verdicts: allow / redact / refuse
 
     def record_request(self, backend: str, mode: str, outcome: str, seconds: float) -> None:
         with self._lock:
@@ -73,6 +74,10 @@ class Metrics:
     def record_cache(self, hit: bool) -> None:
         with self._lock:
             self.cache["hit" if hit else "miss"] += 1
+
+    def record_privacy(self, verdict: str) -> None:
+        with self._lock:
+            self.privacy[verdict] += 1
 
     def record_escalation(self) -> None:
         with self._lock:
@@ -104,6 +109,7 @@ class Metrics:
                 "cost_usd": dict(self.cost_usd),
                 "gauges": dict(self.gauges),
                 "circuits": dict(self.circuits),
+                "privacy": dict(self.privacy),
             }
 
     def prometheus_text(self, prefix: str = "fastvlm_hybrid") -> str:
@@ -119,6 +125,9 @@ class Metrics:
             lines.append(f"# TYPE {prefix}_cache_total counter")
             for k, c in sorted(self.cache.items()):
                 lines.append(f'{prefix}_cache_total{{result="{k}"}} {c}')
+            lines.append(f"# TYPE {prefix}_privacy_verdicts_total counter")
+            for k, c in sorted(self.privacy.items()):
+                lines.append(f'{prefix}_privacy_verdicts_total{{verdict="{k}"}} {c}')
             lines.append(f"# TYPE {prefix}_escalations_total counter")
             lines.append(f"{prefix}_escalations_total {self.escalations}")
             lines.append(f"# TYPE {prefix}_tokens_total counter")

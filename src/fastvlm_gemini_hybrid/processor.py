@@ -7,6 +7,12 @@ after an error that allows it (errors.py); `auto` does the same and escalates a 
 confidence is under the decision's threshold to the next cloud backend when the route allows the
 cloud; `parallel` asks every listed backend at once, keeps the first good answer and cancels the
 rest (or, with `return_all`, waits for all and returns the others as `alternatives`).
+
+Privacy: every backend off this machine is an `EgressGate` (privacy/gate.py), built by the registry
+or wrapped here when a caller injects one. When a route can reach the cloud, the processor starts
+the gate's inspection of the pictures at once, in the background (`Inspector.start`), so a local
+answer never waits for it; a cloud call awaits it, and a refusal moves on like any other failure
+(`EgressRefusedError`), or is the answer when nothing else could answer.
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ from .errors import (
     AllBackendsFailedError,
     BackendTimeoutError,
     BadInputError,
+    EgressRefusedError,
     HybridError,
     InvalidResponseError,
     ServerError,
     fallback_allowed,
 )
 from .metrics import Metrics
+from .privacy.gate import gated
+from .privacy.inspector import Inspection, Inspector, PrivacyPolicy
 from .routing import BackendInfo, Router, configured_backends, load_rules
 from .types import Attachment, Attempt, Generation, Mode, Request, Result, RouteDecision, Usage
 
@@ -59,7 +68,9 @@ class HybridVLMProcessor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings or load_settings()
-        self._backends: dict[str, Backend] = dict(backends or {})
+        #: the egress gate's inspector, shared by every gated backend of this processor (one cache)
+        self.inspector = Inspector(PrivacyPolicy.from_settings(self.settings))
+        self._backends: dict[str, Backend] = {n: gated(b, self.inspector) for n, b in (backends or {}).items()}
         if backends is not None:
             infos = [BackendInfo(name=n, capabilities=b.capabilities) for n, b in self._backends.items()]
         else:
@@ -88,7 +99,7 @@ class HybridVLMProcessor:
     def backend(self, name: str) -> Backend:
         """The backend called `name`, created on first use."""
         if name not in self._backends:
-            self._backends[name] = create_backend(name, self.settings)
+            self._backends[name] = create_backend(name, self.settings, self.inspector)
         return self._backends[name]
 
     @property
@@ -98,6 +109,13 @@ class HybridVLMProcessor:
 
     def decide(self, request: Request) -> RouteDecision:
         return self.router.decide(request)
+
+    async def aexplain(self, request: Request) -> RouteDecision:
+        """The decision, with what the egress gate finds in the pictures (a local inspection, no model call)."""
+        decision = self.router.decide(request)
+        if any(a.data is not None for a in request.attachments):
+            decision = self.router.with_inspection(decision, await self.inspector.ainspect(request, explain=True))
+        return decision
 
     # ------------------------------------------------------------------ main path
     async def arun(self, request: Request, *, return_all: bool = False) -> Result:
@@ -123,6 +141,7 @@ class HybridVLMProcessor:
             if decision.sensitive and not request.sensitive:
                 # Backends refuse sensitive requests themselves too: let them see what the router found.
                 request = replace(request, sensitive=True)
+            decision = await self._plan_privacy(request, decision)
             cached = None if first is not None else self._cache_lookup(request, decision)
             if cached is not None:
                 result = cached
@@ -132,6 +151,7 @@ class HybridVLMProcessor:
                 result = await self._sequential(request, decision, first)
             result.latency_ms = (time.perf_counter() - start) * 1000.0
             result.request_id = request.request_id
+            result.route = decision = self._explained(request, result.route)
             if not result.cached:
                 self._cache_store(request, decision, result)
             self._audit(request, decision, result=result)
@@ -251,7 +271,7 @@ class HybridVLMProcessor:
         backend, not a retry loop, is the answer to a failure.
         """
         backend = self.backend(name)
-        request = self._adapt(backend, request)
+        request = self._adapt(backend, await self._cleared(name, request))
         backend.check(request)
         start = time.perf_counter()
         try:
@@ -311,7 +331,7 @@ class HybridVLMProcessor:
         if kept is not None:
             # Escalation failed: the local answer is still the best there is.
             return self._result(request, decision, kept[0], kept[1], [a for a in attempts if a is not escalation])
-        raise AllBackendsFailedError(failures)
+        raise _failure(failures)
 
     def _note_circuit(self, name: str, backend: Backend) -> None:
         """Copy an HTTP backend's circuit-breaker state into the metrics (closed, open, half-open)."""
@@ -376,7 +396,7 @@ class HybridVLMProcessor:
             if done_results:  # only blocked answers: report the first
                 winner = done_results[0]
             else:
-                raise AllBackendsFailedError(failures)
+                raise _failure(failures)
         attempts = [Attempt(n, str(e)) for n, e in failures]
         result = self._result(request, decision, winner[0], winner[1], attempts)
         result.alternatives = [self._result(request, decision, n, g, []) for n, g in done_results if g is not winner[1]]
@@ -414,6 +434,7 @@ class HybridVLMProcessor:
         decision = self.router.decide(request)
         if decision.sensitive and not request.sensitive:
             request = replace(request, sensitive=True)
+        decision = await self._plan_privacy(request, decision)
         cached = self._cache_lookup(request, decision)
         if cached is not None:
             yield cached.response
@@ -427,9 +448,9 @@ class HybridVLMProcessor:
             backend = self.backend(name)
             pieces: list[str] = []
             try:
-                request = self._adapt(backend, request)
-                backend.check(request)
-                async for piece in backend.stream(request):
+                outgoing = self._adapt(backend, await self._cleared(name, request))
+                backend.check(outgoing)
+                async for piece in backend.stream(outgoing):
                     pieces.append(piece)
                     yield piece
             except HybridError as exc:
@@ -441,14 +462,54 @@ class HybridVLMProcessor:
                 continue
             gen = Generation(text="".join(pieces), model=request.model or backend.default_model, usage=Usage())
             result = self._result(request, decision, name, gen, attempts)
+            result.route = decision = self._explained(request, decision)
             result.latency_ms = (time.perf_counter() - start) * 1000.0
             self._cache_store(request, decision, result)
             self._audit(request, decision, result=result)
             yield result
             return
-        error = AllBackendsFailedError(failures)
+        error = _failure(failures)
         self._audit(request, decision, error=error, latency_ms=(time.perf_counter() - start) * 1000.0)
         raise error
+
+    # ------------------------------------------------------------------ privacy
+    def _reaches_cloud(self, request: Request, decision: RouteDecision) -> bool:
+        return bool(request.attachments) and any(self._is_cloud(n) for n in decision.backends)
+
+    async def _plan_privacy(self, request: Request, decision: RouteDecision) -> RouteDecision:
+        """Start the gate's inspection when the route can reach the cloud. In cloud-only mode (or any
+        route with no local backend) it is awaited now, so a refusal is the same error as for
+        sensitive text (exit 2, HTTP 403); otherwise it runs while the local backend answers."""
+        if not self._reaches_cloud(request, decision):
+            return decision
+        self.inspector.start(request)
+        if all(self._is_cloud(n) for n in decision.backends):
+            inspection = await self.inspector.ainspect(request)
+            self.metrics.record_privacy(inspection.verdict)
+            return self.router.with_inspection(decision, inspection)
+        return decision
+
+    async def _cleared(self, name: str, request: Request) -> Request:
+        """What may go to backend `name`: the request itself when it is local, else the gate's verdict."""
+        if not self._is_cloud(name):
+            return request
+        inspection = await self.inspector.ainspect(request)
+        if inspection.refused or inspection.request is None:
+            raise EgressRefusedError(f"kept on this machine: {inspection.reason}", name, inspection.findings)
+        return inspection.request
+
+    def _explained(self, request: Request, decision: RouteDecision) -> RouteDecision:
+        """The decision with the gate's findings, when an inspection of this request has finished."""
+        if decision.privacy is not None or not self._reaches_cloud(request, decision):
+            return decision
+        inspection: Inspection | None = self.inspector.finished(request)
+        if inspection is None:
+            return decision  # still running in the background: the local answer did not wait for it
+        self.metrics.record_privacy(inspection.verdict)
+        try:
+            return self.router.with_inspection(decision, inspection)
+        except HybridError:
+            return decision
 
     # ------------------------------------------------------------------ cache, audit
     def _key(self, request: Request, backend: str) -> str:
@@ -529,6 +590,7 @@ class HybridVLMProcessor:
             latency_ms=result.latency_ms if result else (latency_ms or 0.0),
             cached=result.cached if result else False,
             error=str(error) if error and not sensitive else (error.code if error else None),
+            privacy=_privacy_summary(decision, error),
         )
         try:
             self.audit.append(record)
@@ -555,6 +617,7 @@ class HybridVLMProcessor:
             self.cache.close()
         if self.audit is not None:
             self.audit.close()
+        self.inspector.close()
 
     def close(self) -> None:
         if self._loop_thread is not None:
@@ -569,6 +632,26 @@ class HybridVLMProcessor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _privacy_summary(decision: RouteDecision | None, error: HybridError | None) -> dict[str, Any] | None:
+    """The gate's verdict and the categories it found, for the audit trail (never values or places)."""
+    privacy = decision.privacy if decision is not None else None
+    if privacy is None and isinstance(error, EgressRefusedError):
+        kinds = sorted({f"{f.category}/{f.kind}" for f in error.findings})  # type: ignore[attr-defined]
+        return {"verdict": "refuse", "categories": kinds}
+    if privacy is None:
+        return None
+    kinds = sorted({f"{f['category']}/{f['kind']}" for f in privacy.get("findings", ())})
+    return {"verdict": privacy.get("verdict"), "categories": kinds, "redacted": bool(privacy.get("redactions"))}
+
+
+def _failure(failures: list[tuple[str, BaseException]]) -> HybridError:
+    """Nothing answered: when every failure was the egress gate's refusal, the refusal is the answer
+    (exit 2, HTTP 403, as for sensitive text); otherwise the list of what each backend said."""
+    if failures and all(isinstance(exc, EgressRefusedError) for _, exc in failures):
+        return failures[0][1]  # type: ignore[return-value]
+    return AllBackendsFailedError(failures)
 
 
 def _settle(outcome: Generation | BaseException, name: str) -> Generation:

@@ -263,12 +263,16 @@ class Request:
     options: GenerationOptions = field(default_factory=GenerationOptions)
     user: str | None = None
     request_id: str = field(default_factory=lambda: new_id())
+    #: a stricter face policy for this request than the settings' (allow < redact < local); never looser
+    privacy_faces: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise BadInputError("the prompt is empty")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:
             raise BadInputError("max latency must be a positive number of milliseconds")
+        if self.privacy_faces not in (None, "allow", "redact", "local"):
+            raise BadInputError(f"unknown face policy {self.privacy_faces!r}; choose one of: allow, redact, local")
 
 
 # --------------------------------------------------------------------------- results
@@ -294,9 +298,11 @@ class RouteDecision:
     rules: tuple[RuleHit, ...] = ()
     escalate_below: float | None = None
     sensitivity_reasons: tuple[str, ...] = ()
+    #: what the egress gate found in the pictures and did (privacy/inspector.py), once it has looked
+    privacy: dict[str, Any] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "mode": self.mode.value,
             "domain": self.domain.value,
             "sensitive": self.sensitive,
@@ -308,6 +314,9 @@ class RouteDecision:
             "escalate_below": self.escalate_below,
             "sensitivity_reasons": list(self.sensitivity_reasons),
         }
+        if self.privacy is not None:
+            out["privacy"] = self.privacy
+        return out
 
 
 @dataclass(frozen=True)

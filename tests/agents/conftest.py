@@ -19,6 +19,7 @@ from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.config import load_settings
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.types import BackendKind, Request
+from synth_media import make_clip
 
 
 class ScriptedAnswers:
@@ -64,6 +65,7 @@ def make_processor(tmp_path: Path) -> Iterator[Callable[..., HybridVLMProcessor]
 
 def calls(processor: HybridVLMProcessor, name: str) -> list[Request]:
     backend = processor.backend(name)
+    backend = getattr(backend, "inner", backend)  # cloud fakes sit behind the egress gate
     assert isinstance(backend, FunctionBackend)
     return backend.calls
 
@@ -85,27 +87,6 @@ def screenshots(tmp_path: Path) -> list[Path]:
         path.write_bytes(png(size, (230 - 40 * i, 230, 230)))
         out.append(path)
     return out
-
-
-def make_clip(path: Path, colours: list[tuple[int, int, int]], seconds_each: float = 2.0, fps: int = 5) -> Path:
-    """An H.264 clip of solid colours, each held `seconds_each`: scene changes at known times."""
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        for colour in colours:
-            frame_bgr = np.zeros((48, 64, 3), np.uint8)
-            frame_bgr[:] = colour
-            frame_bgr[8:20, 8:30] = (255 - colour[0], 255 - colour[1], 255 - colour[2])
-            for _ in range(int(seconds_each * fps)):
-                frame = av.VideoFrame.from_ndarray(frame_bgr, format="bgr24")
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
 @pytest.fixture(scope="session")

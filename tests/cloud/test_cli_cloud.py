@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fastvlm_gemini_hybrid.cli import main
+from synth_media import make_clip
 
 from .fake_gemini import FakeGeminiServer
 
@@ -57,11 +58,20 @@ def test_youtube_url_goes_to_gemini_as_file_data(capsys: pytest.CaptureFixture[s
 
 def test_video_file_is_sent_inline(capsys: pytest.CaptureFixture[str], cloud_env: FakeGeminiServer,
                                    tmp_path: Path) -> None:
-    clip = tmp_path / "clip.mp4"
-    clip.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 2000)
+    clip = make_clip(tmp_path / "clip.mp4", [(0, 0, 200), (0, 200, 0)], seconds_each=1.0)
     code, out, err = ask(capsys, "What happens in this clip?", "-a", str(clip), "--mode", "cloud-only", "--json")
     assert code == 0, err
     assert "inline:video/mp4" in json.loads(out)["response"]
+
+
+def test_a_video_the_gate_cannot_decode_stays_here(capsys: pytest.CaptureFixture[str], cloud_env: FakeGeminiServer,
+                                                   tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 2000)
+    code, out, err = ask(capsys, "What happens in this clip?", "-a", str(clip), "--mode", "cloud-only", "--json")
+    assert code == 2 and out == ""
+    assert "could not be inspected" in err and len(err.strip().splitlines()) == 1
+    assert cloud_env.model_calls == []
 
 
 def test_stream_prints_pieces_as_they_come(capsys: pytest.CaptureFixture[str], cloud_env: FakeGeminiServer,

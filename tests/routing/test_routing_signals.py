@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
+from fastvlm_gemini_hybrid.privacy.numbers import iban_valid, luhn_valid, ssn_valid
 from fastvlm_gemini_hybrid.routing import detect_signals
-from fastvlm_gemini_hybrid.routing.sensitive import iban_valid, luhn_valid, ssn_valid
 from fastvlm_gemini_hybrid.routing.signals import stem
 from fastvlm_gemini_hybrid.types import Domain, GenerationOptions, Latency, Request, Task
 

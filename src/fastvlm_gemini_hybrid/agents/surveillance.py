@@ -71,14 +71,17 @@ class AlertDescriber:
     """Describes an alert image through the processor: local first, the cloud only when unsure.
 
     `processor` is a `HybridVLMProcessor` (anything with `run(Request) -> Result`). `allow_cloud`
-    False (or a sensitive feed) keeps every image on the machine.
+    False (or a sensitive feed) keeps every image on the machine. `faces` is the face policy for what
+    goes to the cloud: `redact` by default (people on a camera did not agree to be sent anywhere);
+    `local` keeps frames with faces here; a stricter FASTVLM_HYBRID_PRIVACY_FACES wins.
     """
 
     def __init__(
         self, processor: Any, *, allow_cloud: bool = True, sensitive: bool = False,
-        threshold: float = 0.5, warn: Callable[[str], None] | None = None,
+        threshold: float = 0.5, warn: Callable[[str], None] | None = None, faces: str = "redact",
     ) -> None:
         self.processor = processor
+        self.faces = faces
         self.allow_cloud = allow_cloud and not sensitive
         self.sensitive = sensitive
         self.threshold = threshold
@@ -96,6 +99,7 @@ class AlertDescriber:
             domain=Domain.SECURITY,
             sensitive=self.sensitive,
             options=GenerationOptions(max_tokens=160, json_schema=DESCRIBE_SCHEMA),
+            privacy_faces=self.faces,
         )
         self.calls += 1
         result = self.processor.run(request)

@@ -1,9 +1,10 @@
 """Any OpenAI-compatible chat server: vLLM, Ollama, llama.cpp server, LM Studio.
 
 Why this backend exists: it is how the local model scales past one machine (a vLLM box on the
-LAN) and how users bring a model we do not ship. It is LOCAL by default because the server is the
-user's own; set `capabilities: {openai: {kind: cloud}}` when it points at a hosted service, and
-it then gets the cloud treatment too (sensitive requests refused, image metadata stripped).
+LAN) and how users bring a model we do not ship. It counts as LOCAL only when its base URL is on this
+machine (loopback or a Unix socket) or the settings declare the server trusted (`openai_trusted`);
+otherwise it is a CLOUD backend (privacy/locality.py): the registry builds it behind the egress gate,
+sensitive requests are refused and image metadata is stripped, exactly as for Gemini.
 
 Images always travel as `data:` URIs inside `image_url` parts: the server may not be able to
 reach the files or URLs this machine can. One long-lived `httpx.AsyncClient` (created on first
@@ -18,6 +19,7 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 from ..errors import (
@@ -28,6 +30,7 @@ from ..errors import (
     PolicyViolationError,
     ServerError,
 )
+from ..privacy.locality import openai_is_local
 from ..types import BackendKind, Generation, Request, Usage
 from .base import Backend, Capabilities, Health, settings_or_default
 from .circuit import CircuitBreaker, error_for_status, transport_error
@@ -49,6 +52,8 @@ class OpenAICompatBackend(Backend):
         circuit: CircuitBreaker | None = None,
     ) -> None:
         self.settings = settings = settings_or_default(settings)
+        local = openai_is_local(settings)
+        self.capabilities = replace(type(self).capabilities, kind=BackendKind.LOCAL if local else BackendKind.CLOUD)
         self.default_model = settings.openai_model or ""
         self.timeout_s: float = settings.openai_timeout_s
         self.circuit = circuit or CircuitBreaker(self.name, clock=clock)

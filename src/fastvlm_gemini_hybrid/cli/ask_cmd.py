@@ -93,6 +93,11 @@ def explain(result: Any) -> str:
         parts.append(f"confidence {result.confidence:.2f}")
     for attempt in result.fallbacks:
         parts.append(f"skipped {attempt.backend} ({attempt.error})")
+    privacy = route.privacy
+    if privacy is not None and privacy["verdict"] == "redact":
+        parts.append("the cloud saw redacted pictures: " + "; ".join(privacy["redactions"]))
+    elif privacy is not None and privacy["verdict"] == "refuse":
+        parts.append("pictures kept on this machine: " + privacy["kept_local_because"][0])
     return f"[{' · '.join(parts)}] route {route.mode.value}: {why}"
 
 

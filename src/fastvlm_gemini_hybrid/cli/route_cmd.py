@@ -3,6 +3,9 @@
 Imports only the routing layer (pydantic, PyYAML), never torch or google-genai, so it answers in a
 fraction of a second and works on a machine with no model installed. The backends it reasons about
 come from `routing.configured_backends(settings)`: static capability data, not backend modules.
+
+With attachments it also runs the egress gate's local inspection (OCR, layouts, faces: nothing
+leaves the machine) and names what the pictures show, so `route` predicts what `ask` will do.
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ def explain(decision: Any) -> str:
         lines.append(f"escalates to {last} when {first} is less than {d.escalate_below:.2f} confident")
     for reason in d.sensitivity_reasons:
         lines.append(f"  sensitive because {reason}")
+    if d.privacy is not None:
+        verdict = {"allow": "may leave", "redact": "leaves redacted", "refuse": "stays on this machine"}
+        lines.append(f"pictures: {verdict.get(d.privacy['verdict'], d.privacy['verdict'])}")
+        lines.extend(f"  - {f['reason']}" for f in d.privacy["findings"] if f["where"].startswith(("picture", "video")))
+        lines.extend(f"  redacted: {r}" for r in d.privacy["redactions"])
     if d.rules:
         lines.append("rules:")
         lines.extend(f"  - {hit.name}: {hit.reason}" for hit in d.rules)
@@ -98,5 +106,13 @@ def run(args: argparse.Namespace) -> int:
         confidence_threshold=settings.confidence_threshold,
     )
     decision = router.decide(request)
+    if any(a.data is not None for a in request.attachments):
+        from ..privacy.inspector import Inspector, PrivacyPolicy
+
+        inspector = Inspector(PrivacyPolicy.from_settings(settings))
+        try:
+            decision = router.with_inspection(decision, inspector.inspect(request, explain=True))
+        finally:
+            inspector.close()
     emit(args, decision.to_dict(), explain(decision))
     return 0

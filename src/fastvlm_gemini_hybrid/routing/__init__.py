@@ -12,10 +12,12 @@ from __future__ import annotations
 import importlib.util
 import platform
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Capabilities
 from ..errors import ConfigurationError
+from ..privacy.locality import openai_is_local
 from ..types import BackendKind
 from .router import BackendInfo, Router
 from .rules import RuleSet, load_rules
@@ -105,6 +107,9 @@ def configured_backends(settings: Settings) -> list[BackendInfo]:
     out: list[BackendInfo] = []
     for name in names:
         caps = _capabilities(name, overrides)
+        if name == "openai" and not openai_is_local(settings) and not caps.is_cloud:
+            # Another host is another machine: the router plans it as cloud, the registry gates it.
+            caps = replace(caps, kind=BackendKind.CLOUD)
         if name == "gemini" and settings.gemini_api_key is None:
             out.append(BackendInfo(name, caps, available=False, unavailable_reason=GEMINI_KEY_HINT))
         elif name == "openai" and not settings.openai_base_url:

@@ -182,6 +182,7 @@ SENSITIVE_TERMS: dict[str, tuple[tuple[str, ...], str]] = {
     "login details": (("credentials",), "login details"),
     "login credentials": (("credentials",), "login credentials"),
     "username and password": (("credentials",), "a username and password"),
+    "pass word": (("credentials",), "a password"),
     "badge number": (("pii",), "a badge number"),
     "employee name": (("pii",), "an employee's name"),
     "full name": (("pii",), "a full name"),
@@ -353,8 +354,6 @@ PERSONAL_RECORDS: frozenset[str] = frozenset(
 )
 
 #: Near a bare number, these make it a phone number or an SSN rather than an order number.
-PHONE_CONTEXT: frozenset[str] = frozenset("phone call tel mobile cell whatsapp contact fax sms text".split())
-SSN_CONTEXT: frozenset[str] = frozenset("ssn social security".split())
 
 #: Latency cues in the prompt (explicit hints and budgets always win over these).
 LATENCY_TERMS: dict[str, str] = {

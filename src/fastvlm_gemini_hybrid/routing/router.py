@@ -20,10 +20,17 @@ the policy that removed the rest.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from ..backends.base import Capabilities
-from ..errors import BadInputError, ConfigurationError, MissingCredentialsError, PolicyViolationError
+from ..errors import (
+    BadInputError,
+    ConfigurationError,
+    EgressRefusedError,
+    MissingCredentialsError,
+    PolicyViolationError,
+)
 from ..types import Mode, Request, RouteDecision, RuleHit
 from .rules import RuleSet, load_rules
 from .signals import Signals, detect_signals
@@ -205,6 +212,47 @@ class Router:
             escalate_below=escalate_below,
             sensitivity_reasons=tuple(reasons),
         )
+
+    def with_inspection(self, decision: RouteDecision, inspection: Any) -> RouteDecision:
+        """`decision` once the egress gate has looked at the pictures (privacy/inspector.py).
+
+        Pure: no I/O. A refusal removes the cloud backends exactly as sensitive text does (and makes an
+        explicit `cloud-only` an error); a redaction is named in the rules; the findings ride along as
+        `privacy`, categories only."""
+        privacy = inspection.to_dict()
+        if not inspection.refused:
+            rules = decision.rules
+            if inspection.redactions:
+                why = "; ".join(inspection.redactions)
+                rules = (*rules, RuleHit("privacy-gate-redacts", f"the cloud sees the pictures redacted ({why})"))
+            return replace(decision, privacy=privacy, rules=rules)
+        reason = inspection.reason
+        cloud = [n for n in decision.backends if self._info(n) is not None and self._info(n).is_cloud]
+        if decision.mode is Mode.CLOUD_ONLY or (cloud and len(cloud) == len(decision.backends)):
+            raise EgressRefusedError(
+                f"{decision.mode.value} mode was asked for, but the request is sensitive ({reason}); "
+                "sensitive requests never leave this machine - use local-only or auto",
+                cloud[0] if cloud else "", inspection.findings,
+            )
+        rules = decision.rules
+        if cloud:
+            rules = (RuleHit("privacy-gate", f"{reason}; cloud backends are never used for it"), *rules)
+        return replace(
+            decision,
+            sensitive=True,
+            cloud_allowed=False,
+            backends=tuple(n for n in decision.backends if n not in cloud),
+            escalate_below=None,
+            rules=rules,
+            sensitivity_reasons=tuple(dict.fromkeys((*decision.sensitivity_reasons, *inspection.refusals))),
+            privacy=privacy,
+        )
+
+    def _info(self, name: str) -> BackendInfo | None:
+        for b in self.backends:
+            if b.name == name:
+                return b
+        return None
 
     @staticmethod
     def _nothing_left(removed: list[str], cannot: list[str], missing: list[BackendInfo]) -> None:

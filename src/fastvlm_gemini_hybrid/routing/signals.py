@@ -1,7 +1,8 @@
 """What the router knows about a request: domain, sensitivity, latency class and task.
 
 Detection is one linear pass over the prompt's tokens against a compiled lexicon (`lexicon.py`),
-plus the validated-number and secret scanners of `sensitive.py`, and a small naive Bayes
+plus the privacy detectors (`privacy/text.py`: validated numbers, secrets, contacts, multilingual
+vocabulary) over every text part a backend receives, and a small naive Bayes
 classifier (`classifier.py`, trained offline) blended into the domain scores where the lexicon alone
 is not decisive. Tokens are lower-cased and lightly
 stemmed (plurals, -ing/-ed, possessives), on both sides, so "X-rays", "x-ray" and "xray's" all meet
@@ -20,9 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from ..privacy.findings import Finding
+from ..privacy.normalize import latin_view
+from ..privacy.text import scan_text, text_parts
 from ..types import Domain, Latency, Request, Task
 from . import classifier, lexicon
-from .sensitive import Finding, find_contacts_and_secrets, find_numbers
 
 _TOKEN = re.compile(r"[a-z0-9]+(?:['’][a-z]+)?")
 _AGE = re.compile(r"\b\d{1,3}[- ](?:year|yr|month|week)s?[- ]old\b", re.I)
@@ -52,15 +55,17 @@ def stem(word: str) -> str:
         return w
     if w.endswith("ies"):
         w = w[:-2]
-    elif w.endswith("es"):
+    elif w.endswith(("sses", "xes", "zes", "ches", "shes")) or (w.endswith("es") and len(w) > 5):
         w = w[:-2]
+    elif w.endswith("es"):
+        w = w[:-1]  # "bones" -> "bone", "notes" -> "note": short words keep their e
     elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
         w = w[:-1]
     elif w.endswith("ing") and len(w) > 5:
         w = w[:-3]
     elif w.endswith("ed") and len(w) > 4:
         w = w[:-2]
-    if w.endswith("e") and len(w) > 3:
+    if w.endswith("e") and len(w) > 4:  # "bone" must not become the French "bon"
         w = w[:-1]
     elif w.endswith("y") and len(w) > 3:
         w = w[:-1] + "i"
@@ -69,6 +74,19 @@ def stem(word: str) -> str:
 
 def tokens(text: str) -> list[str]:
     return [stem(t) for t in _TOKEN.findall(text.lower())]
+
+
+def folded_tokens(text: str) -> list[str]:
+    """Stemmed tokens of the text's Latin view (look-alike letters, leetspeak, accents, invisible
+    characters folded), with 'l' read as 'i' where only that makes a lexicon word ("HlV")."""
+    out = []
+    for t in _TOKEN.findall(latin_view(text)):
+        s = stem(t)
+        if s not in _TABLE and "l" in s:
+            alt = stem(t.replace("l", "i"))
+            s = alt if alt in _TABLE else s
+        out.append(s)
+    return out
 
 
 @dataclass
@@ -112,8 +130,6 @@ def _compile() -> tuple[dict[str, _Entry], frozenset[str]]:
 
 _TABLE, _PHRASE_PREFIXES = _compile()
 _PERSON = frozenset(stem(w) for w in lexicon.PERSON_WORDS)
-_PHONE_CTX = frozenset(stem(w) for w in lexicon.PHONE_CONTEXT)
-_SSN_CTX = frozenset(stem(w) for w in lexicon.SSN_CONTEXT)
 _IDENTITY = frozenset(stem(w) for w in lexicon.IDENTITY_WORDS)
 _NAME = stem("name")
 _POSSESSORS = frozenset(stem(w) for w in lexicon.POSSESSORS)
@@ -180,6 +196,8 @@ class Signals:
     hard_sensitive: bool = False
     #: the reasons again, grouped by category (phi, pii, ...), for rule reason templates
     reasons_by_category: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: every piece of evidence, with its kind and where it was found (privacy/findings.py)
+    findings: tuple[Finding, ...] = ()
 
 
 def _names(items: list[str]) -> str:
@@ -256,13 +274,13 @@ def _sensitivity(
     """All evidence of sensitivity, hard first. See the module docstring for hard vs soft."""
     text = request.prompt
     tokset = set(toks)
-    found = find_numbers(text, phone_context=bool(tokset & _PHONE_CTX), ssn_context=bool(tokset & _SSN_CTX))
-    found += find_contacts_and_secrets(text)
     by_cat: dict[str, list[str]] = {}
     for e in entries:
         if e.sensitive is not None:
             for cat in e.sensitive[0]:
                 by_cat.setdefault(cat, []).append(e.sensitive[1])
+    # The multilingual vocabulary speaks only where the English lexicon (with its person logic) is silent.
+    found = [f for f in scan_text(text, "prompt") if f.kind != "vocabulary" or f.category not in by_cat]
     if _NAME in tokset and tokset & _IDENTITY:
         by_cat.setdefault("pii", []).append("a person's name with identifying details")
     if tokset & _POSSESSORS and tokset & _RECORDS:
@@ -273,33 +291,59 @@ def _sensitivity(
     if "phi" in by_cat:
         if person:
             who = "a patient" if "a patient" in by_cat["phi"] else "a person"
-            found.append(Finding("phi", f"the prompt names {_names([who, *by_cat['phi']])}", hard=True))
+            found.append(Finding("phi", "vocabulary", _names([who, *by_cat["phi"]]), verb="names"))
         else:
-            found.append(Finding("phi", f"the prompt mentions {_names(by_cat['phi'])} (health information)", False))
+            found.append(Finding("phi", "vocabulary", f"{_names(by_cat['phi'])} (health information)", hard=False,
+                                 verb="mentions"))
     for cat in ("pii", "credentials", "confidential", "media"):
         if cat in by_cat:
-            found.append(Finding(cat, f"the prompt names {_names(by_cat[cat])}", hard=False))
+            found.append(Finding(cat, "vocabulary", _names(by_cat[cat]), hard=False, verb="names"))
     what = f" ({_names(triggers[:3])})" if triggers else ""
     if domain == "medical" and "phi" not in by_cat:
-        found.append(Finding("phi", f"the request is about health{what}", hard=person))
+        found.append(Finding("phi", "domain", f"health{what}", "request", hard=person))
     elif domain != "medical" and "phi" not in by_cat and (
         medical_score >= _PHI_SCORE or (person and medical_score >= _PHI_PERSON_SCORE)
     ):
-        found.append(Finding("phi", "the prompt mentions health details" + (" of a person" if person else ""),
-                             hard=person))
+        found.append(Finding("phi", "domain", "health details" + (" of a person" if person else ""), hard=person,
+                             verb="mentions"))
     elif domain == "financial" and person and "pii" not in by_cat:
-        found.append(Finding("pii", f"the request is about someone's own finances{what}", hard=False))
+        found.append(Finding("pii", "domain", f"someone's own finances{what}", "request", hard=False))
     elif domain == "legal" and any(t not in lexicon.PUBLIC_LEGAL for t in triggers):
         private = [t for t in triggers if t not in lexicon.PUBLIC_LEGAL]
-        why = f"legal papers are treated as confidential ({_names(private[:3])})"
-        found.append(Finding("confidential", why, hard=False))
+        found.append(Finding("confidential", "domain", f"legal papers, treated as confidential ({_names(private[:3])})",
+                             "request", hard=False, verb="involves"))
     for a in request.attachments:
         if a.kind == "dicom":
-            found.append(Finding("media", "an attachment is a DICOM study (medical imaging carries PHI)", True))
-    for name, e in name_entries:
+            found.append(Finding("media", "dicom", "a DICOM study (medical imaging carries PHI)", "attachment"))
+    for _name, e in name_entries:
         if e.sensitive is not None:
             for cat in e.sensitive[0]:
-                found.append(Finding(cat, f"the attachment name {name!r} suggests {e.sensitive[1]}", hard=False))
+                found.append(Finding(cat, "vocabulary", e.sensitive[1], "name", hard=False, verb="suggests"))
+    found += _other_parts(request)
+    return found
+
+
+def _other_parts(request: Request) -> list[Finding]:
+    """Sensitivity of the text a backend receives besides the prompt: system instructions, the JSON
+    schema's descriptions, attachment names. The same detectors and the same word lists as the prompt."""
+    found: list[Finding] = []
+    for where, text in text_parts(request):
+        if where == "prompt":
+            continue
+        hits = scan_text(text, where)
+        found += [f for f in hits if where != "name" or f.hard]  # a name's words are judged above
+        if where == "name":
+            continue
+        toks = tokens(text)
+        labels: dict[str, list[str]] = {}
+        for e in _matches(toks):
+            if e.sensitive is not None:
+                for cat in e.sensitive[0]:
+                    labels.setdefault(cat, []).append(e.sensitive[1])
+        person = bool(set(toks) & _PERSON)
+        for cat, whats in labels.items():
+            hard = cat == "phi" and person
+            found.append(Finding(cat, "vocabulary", _names(whats), where, hard=hard, verb="names"))
     return found
 
 
@@ -307,6 +351,11 @@ def detect_signals(request: Request) -> Signals:
     """Domain (+scores), sensitivity (+reasons), latency and task of `request`. Pure and linear."""
     toks = tokens(request.prompt)
     entries = _matches(toks)
+    folded = folded_tokens(request.prompt)
+    # Domains are scored on the words as typed (the tuned lexicon and classifier); sensitivity also reads
+    # the folded words, so "p@tient", "pаtient" (Cyrillic a) or a soft hyphen inside a word still count.
+    seen = {id(e) for e in entries}
+    sensitive_extra = [e for e in _matches(folded) if e.sensitive is not None and id(e) not in seen]
     scores: dict[str, float] = {}
     triggers: dict[str, list[str]] = {}
     cues: list[str] = []
@@ -351,13 +400,15 @@ def detect_signals(request: Request) -> Signals:
     detected = _domain(scores, posterior)
     domain = request.domain or Domain(detected)
     dom_triggers = triggers.get(domain.value, [])
-    found = _sensitivity(request, toks, entries, name_entries, domain.value, dom_triggers, scores.get("medical", 0.0))
+    found = _sensitivity(request, toks + folded, entries + sensitive_extra, name_entries, domain.value, dom_triggers,
+                         scores.get("medical", 0.0))
 
     if request.sensitive is False:
         found = [f for f in found if f.hard]
-        found = [Finding(f.category, f.reason + " (a 'not sensitive' hint cannot waive this)", True) for f in found]
+        found = [Finding(f.category, f.kind, f.what + " (a 'not sensitive' hint cannot waive this)", f.where, True,
+                         f.boxes, f.verb) for f in found]
     elif request.sensitive is True:
-        found.insert(0, Finding("user", "the request was marked sensitive", hard=True))
+        found.insert(0, Finding("user", "hint", "sensitive", "request", verb="was marked"))
     found.sort(key=lambda f: not f.hard)
     reasons = tuple(dict.fromkeys(f.reason for f in found))
     grouped: dict[str, list[str]] = {}
@@ -378,4 +429,5 @@ def detect_signals(request: Request) -> Signals:
         video_bytes=video_bytes,
         hard_sensitive=any(f.hard for f in found),
         reasons_by_category={cat: tuple(items) for cat, items in grouped.items()},
+        findings=tuple(found),
     )

@@ -93,7 +93,8 @@ async def stream_response(
 async def route(request: Request) -> Any:
     state = state_of(request)
     fields, attachments = await read_input(request, state)
-    decision = state.processor.decide(request_from(fields, attachments))
+    # With pictures, the egress gate's local inspection names what they show (no model is called).
+    decision = await state.processor.aexplain(request_from(fields, attachments))
     return JSONResponse(decision.to_dict())
 
 
