@@ -81,24 +81,49 @@ def find_emails(view: str, *, ocr: bool = False) -> list[Finding]:
     return [Finding("pii", "email", "an e-mail address", hard=personal or not ocr)]
 
 
+# "<word>[.][:] <Name>": the word is checked against the vocabulary's record words (a set lookup),
+# so this one small pattern serves every language. `_LABEL_FORM` insists on the colon (pictures).
+_WORD_THEN_NAME = re.compile(rf"([^\W\d_]+)\.?\s*[:：,]?\s*(?:{_CAP_NAME}|[А-ЯЁ][а-яё]+(?: [А-ЯЁ][а-яё]+)?)")
+_LABEL_FORM = re.compile(
+    rf"([^\W\d_]+)(?: name)?\.?\s*[:：]\s*(?:{_CAP_NAME}|[А-ЯЁ][а-яё]+(?: [А-ЯЁ][а-яё]+)?|[A-Z]{{2,}}(?: [A-Z]{{2,}})+)"
+)
+_HAN_WORD = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
+_WORD = re.compile(r"[^\W\d_]+")
+_DIGIT = re.compile(r"\d")
+_BIRTH_HINT = re.compile(r"born|dob|d\.o\.b|birth|geb|nac|nais|nasc|nato|nata|nee? le|рожд|родил|出生|生年月日|الميلاد|जन्म")
+_STREET_HINT = re.compile(
+    r"\b(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace|close|"
+    r"crescent|square|sq|highway|hwy|parkway|pkwy|calle|avenida|rue|via|rua|plaza|piazza|viale|corso|chemin|allee)\b"
+    r"|stra(?:ss|ß)e|weg\b|gasse|allee|platz"
+)
+
+
 @lru_cache(maxsize=1)
-def _record_name_patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str] | None]:
-    """(record word, optional colon, name), (record word, colon, name) and the CJK forms, from the vocabulary."""
+def _record_words() -> tuple[frozenset[str], re.Pattern[str] | None]:
+    """The vocabulary's record words (case-folded, dot dropped) and the CJK record-then-name pattern."""
     from .vocab import record_words
 
-    latin: list[str] = []
+    latin: set[str] = set()
     han: list[str] = []
     for word in record_words():
-        (han if re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", word) else latin).append(re.escape(word))
-    latin.sort(key=len, reverse=True)
-    words = "|".join(latin)
-    name = rf"(?:{_CAP_NAME}|[А-ЯЁ][а-яё]+(?: [А-ЯЁ][а-яё]+)?)"
-    loose = re.compile(rf"(?i:\b(?:{words})\.?)\s*[:：,]?\s*(?-i:{name})")
-    label = re.compile(rf"(?i:\b(?:{words})(?: name)?\.?)\s*[:：]\s*(?:{name}|[A-Z]{{2,}}(?: [A-Z]{{2,}})+)")
+        if _HAN_WORD.search(word):
+            han.append(re.escape(word))
+        else:
+            latin.add(word.casefold().rstrip("."))
     han_re = None
     if han:
         han_re = re.compile(rf"(?:{'|'.join(han)})[:：]?\s*{_HAN_NAME}|{_HAN_NAME}(?:先生|女士|さん|様|氏)")
-    return loose, label, han_re
+    return frozenset(latin), han_re
+
+
+def record_word_set() -> frozenset[str]:
+    """The record words of every language, case-folded ("patient", "paciente", "herr", ...)."""
+    return _record_words()[0]
+
+
+def _record_then_name(plain: str, pattern: re.Pattern[str]) -> bool:
+    words, _ = _record_words()
+    return any(m.group(1).casefold() in words for m in pattern.finditer(plain))
 
 
 def find_people(plain: str, view: str, *, ocr: bool = False) -> list[Finding]:
@@ -114,20 +139,26 @@ def find_people(plain: str, view: str, *, ocr: bool = False) -> list[Finding]:
             found.append(Finding("pii", "identify", "a request to identify a person", hard=False))
         if "where" in lower and ("liv" in lower or "stay" in lower or "work" in lower) and _WHERE_LIVE.search(plain):
             found.append(Finding("pii", "locate", "a request to find where a person lives or works", hard=False))
-    loose, label, han_re = _record_name_patterns()
+    record_set, han_re = _record_words()
+    # One set test rules most text out before any name pattern runs: no record word, no record.
+    has_record = not record_set.isdisjoint(_WORD.findall(lower))
     if ocr:
-        named = bool(label.search(plain))
+        named = has_record and (":" in plain or "：" in plain) and _record_then_name(plain, _LABEL_FORM)
     else:
-        named = bool(_NAMED.search(plain) or loose.search(plain) or (han_re is not None and han_re.search(plain)))
+        named = bool(
+            (("name" in lower or ":" in plain) and _NAMED.search(plain))
+            or (has_record and _record_then_name(plain, _WORD_THEN_NAME))
+            or (han_re is not None and _HAN_WORD.search(plain) and han_re.search(plain))
+        )
     if named:
         found.append(Finding("pii", "name", "a person's name tied to a record"))
-    if any(ch.isdigit() for ch in lower):
-        if _BIRTH.search(lower):
+    if _DIGIT.search(lower):
+        if _BIRTH_HINT.search(lower) and _BIRTH.search(lower):
             found.append(Finding("pii", "dob", "a date of birth"))
-        if _ADDRESS.search(plain):
+        if _STREET_HINT.search(lower) and _ADDRESS.search(plain):
             # A shop's or a museum's address is printed on every notice: in a picture it needs company.
             found.append(Finding("pii", "address", "a street address", hard=not ocr))
     return found
 
 
-__all__ = ["find_emails", "find_people"]
+__all__ = ["find_emails", "find_people", "record_word_set"]

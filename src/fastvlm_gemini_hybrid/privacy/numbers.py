@@ -191,7 +191,10 @@ _ID_CUES = (
     r"identity ?(?:no|number)|permis|carte d'identite|dni|nie|documento|carta d'identita|cedula|"
     r"rijbewijs|identiteitskaart|паспорт|удостоверени|护照|身份证|パスポート|免許証|جواز|पासपोर्ट|aadhaar|आधार"
 )
+_ID_CUE = re.compile(_ID_CUES)
 _ID_NUMBER = re.compile(rf"(?:{_ID_CUES})[^\n]{{0,25}}?(?<![a-z0-9])([a-z0-9]{{6,12}})(?![a-z0-9])")
+# National identifiers need a long digit run or a long letters-and-digits token: cheap to rule out.
+_LONG_TOKEN = re.compile(r"\d{7}|[a-z0-9]{9,}|\d{3}[ .\-]\d{3}[ .\-]\d{3}|\d{4}[ .\-]\d{4}")
 
 # National identifiers with their own check, validated by python-stdnum ("" = `_snils_valid`, which
 # stdnum lacks): (what, stdnum module, pattern, cue words that must occur in the text, or None). A
@@ -246,6 +249,8 @@ def _snils_valid(value: str) -> bool:
 def mrz_findings(text: str) -> list[Finding]:
     """Machine-readable zones of passports and ID cards (case-sensitive: read the NFKC text, not the folded view)."""
     found: list[Finding] = []
+    if "<" not in text and "«" not in text and "く" not in text:
+        return found
     upper = text.upper().replace("«", "<<").replace("く", "<")
     for match in _MRZ.finditer(upper):
         line = match.group(0)
@@ -295,18 +300,20 @@ def find_numbers(
         masked = masked[:start] + " " * (end - start) + masked[end:]
     if _NINO.search(masked):
         add("national_id", "pii", "a UK National Insurance number")
-    for what, validator, regex, cue in _national_patterns():
-        if cue is not None and not cue.search(masked):
-            continue
-        for match in regex.finditer(masked):
-            if validator(match.group(0)):
-                add("national_id", "pii", what)
+    if _LONG_TOKEN.search(masked):
+        for what, validator, regex, cue in _national_patterns():
+            if cue is not None and not cue.search(masked):
+                continue
+            for match in regex.finditer(masked):
+                if validator(match.group(0)):
+                    add("national_id", "pii", what)
+                    break
+    if _ID_CUE.search(masked):
+        for match in _ID_NUMBER.finditer(masked):
+            token = match.group(1)
+            if sum(ch.isdigit() for ch in token) >= 4:
+                add("id_document", "pii", "an identity document number")
                 break
-    for match in _ID_NUMBER.finditer(masked):
-        token = match.group(1)
-        if sum(ch.isdigit() for ch in token) >= 4:
-            add("id_document", "pii", "an identity document number")
-            break
     for plus, groups in _runs(masked):
         # "00" is the international call prefix in most of the world: "0049 30 ..." is "+49 30 ...".
         idd = not plus and len(groups[0]) >= 3 and groups[0].startswith("00") and groups[0][2] != "0"

@@ -83,6 +83,16 @@ _CODES = re.compile(
 )
 
 
+# Cheap pre-checks: the label regexes only run on text that holds one of their words at all.
+_LABEL_HINT = re.compile(
+    r"pass|pwd|pw\b|pin|key|token|secret|kennwort|zugangscode|geheimzahl|contras|clave|mot de passe|mdp|"
+    r"parola|senha|wachtwoord|toegangscode|пароль|пин|密码|密碼|口令|パスワード|暗証|كلمة|पासवर्ड|wpa|psk|"
+    r"user|login|benutzer|usuario|utilisateur|utente|gebruiker|логин"
+)
+_VERB_HINT = re.compile(r"\b(?:is|ist|est|es)\b|это|は|为|是|=>")
+_CODE_HINT = re.compile(r"code|combination|combo|pin")
+
+
 @lru_cache(maxsize=1)
 def _detect_secrets_rules() -> tuple[tuple[str, re.Pattern[str]], ...]:
     """(secret type, compiled regex) from detect-secrets' regex plugins; () when it is not installed."""
@@ -136,15 +146,16 @@ def find_secrets(text: str) -> list[Finding]:
                 add("what looks like a secret access key")
                 break
     lower = text.lower()
-    if any(ch in lower for ch in ":=：") or " is " in lower or " ist " in lower:
+    labelled = _LABEL_HINT.search(lower)
+    if labelled and (any(ch in lower for ch in ":=：") or _VERB_HINT.search(lower)):
         for match in _LABELLED.finditer(text):
             value = match.group(1).strip("\"'")
             if len(value) >= 3 and not _CODE_VALUE.match(value):
                 add("a password or secret value")
                 break
-    if _USER_AND_PASSWORD.search(text):
+    if labelled and _USER_AND_PASSWORD.search(text):
         add("a username and password")
-    if _CODES.search(text):
+    if _CODE_HINT.search(lower) and _CODES.search(text):
         add("a door, alarm or lock code")
     return [Finding("credentials", "secret", what) for what in kinds]
 

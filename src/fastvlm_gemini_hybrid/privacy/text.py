@@ -19,19 +19,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import Any
 
-from .contacts import find_emails, find_people
+from .contacts import find_emails, find_people, record_word_set
 from .findings import Finding, dedupe
 from .normalize import latin_view, plain_view, script_view
 from .numbers import find_numbers, mrz_findings
 from .secrets import find_secrets
-from .vocab import find_terms, record_words
+from .vocab import find_terms
 
 _PHONE_CUES = re.compile(
     r"\b(?:phone|call|tel|telephone|mobile|cell|whatsapp|contact|fax|sms|text me|handy|telefon|telefono|"
     r"teléfono|telefone|telefoon|téléphone|portable|cellulare|celular|mobiel|телефон|моб)\b|电话|手机|電話|携帯|هاتف|फ़ोन|फोन"
 )
+_DIGIT = re.compile(r"\d")
+_WORD = re.compile(r"\w+")
 _SSN_CUES = re.compile(
     r"\bssn\b|social security|seguridad social|securite sociale|sicurezza sociale|sozialversicherung"
 )
@@ -41,12 +44,20 @@ def scan_text(text: str, where: str = "prompt", *, ocr: bool = False) -> list[Fi
     """Every finding in `text`, deduplicated, hard first, each naming `where` it was found."""
     if not text or not text.strip():
         return []
+    return list(_scan(text, where, ocr))
+
+
+@lru_cache(maxsize=4096)
+def _scan(text: str, where: str, ocr: bool) -> tuple[Finding, ...]:
+    """The pipeline, memoised: the router and the gate read the same prompt, and clients resend it."""
     plain = plain_view(text)
     view = script_view(text)
     latin = latin_view(text)
-    found = find_numbers(
-        view, phone_context=bool(_PHONE_CUES.search(view)), ssn_context=bool(_SSN_CUES.search(latin)), ocr=ocr
-    )
+    found: list[Finding] = []
+    if _DIGIT.search(view):
+        found += find_numbers(
+            view, phone_context=bool(_PHONE_CUES.search(view)), ssn_context=bool(_SSN_CUES.search(latin)), ocr=ocr
+        )
     found += mrz_findings(plain)
     found += find_emails(view, ocr=ocr)
     found += find_secrets(plain)
@@ -57,12 +68,11 @@ def scan_text(text: str, where: str = "prompt", *, ocr: bool = False) -> list[Fi
     for term in terms:
         hard = term.category == "phi" and tied
         found.append(Finding(term.category, "vocabulary", term.what, hard=hard))
-    return [f.at(where) for f in dedupe(found)]
+    return tuple(f.at(where) for f in dedupe(found))
 
 
 def _mentions_record_word(view: str) -> bool:
-    words = set(re.findall(r"\w+", view))
-    return any(w.casefold() in words for w in record_words() if " " not in w)
+    return not record_word_set().isdisjoint(_WORD.findall(view))
 
 
 def schema_text(schema: Any) -> str:

@@ -50,6 +50,7 @@ class _Vocabulary:
     substrings: tuple[tuple[str, Term], ...]
     record_words: tuple[str, ...]
     languages: tuple[str, ...]
+    keys: frozenset[str] = frozenset()  # every key of `words` and `phrases`: one probe rules a token out
 
 
 def _norm_words(term: str) -> tuple[str, ...]:
@@ -93,6 +94,7 @@ def load() -> _Vocabulary:
         substrings=tuple(substrings),
         record_words=tuple(dict.fromkeys(record)),
         languages=tuple(languages),
+        keys=frozenset(words) | frozenset(phrases),
     )
 
 
@@ -115,20 +117,19 @@ def _word_matches(token: str, term: str) -> bool:
 _NOT_INFLECTIONS = ("ly",)
 
 
-def _lookup(token: str, table: dict[str, tuple[Term, ...]] | dict[str, tuple[tuple[tuple[str, ...], Term], ...]]
-            ) -> list[str]:
-    """Keys of `table` that `token` matches: itself, or a stem of it up to three letters shorter."""
-    keys = []
-    for cut in range(0, _MAX_INFLECTION + 1):
-        stem = token[: len(token) - cut] if cut else token
-        if cut and (len(stem) < _MIN_STEM or token.endswith(_NOT_INFLECTIONS)):
-            break
-        if stem in table:
-            keys.append(stem)
-    return keys
+def _lookup(token: str, keys: frozenset[str]) -> list[str]:
+    """Vocabulary keys that `token` matches: itself, or a stem of it up to three letters shorter."""
+    out = [token] if token in keys else []
+    if len(token) > _MIN_STEM and not token.endswith(_NOT_INFLECTIONS):
+        for cut in range(1, min(_MAX_INFLECTION, len(token) - _MIN_STEM) + 1):
+            stem = token[:-cut]
+            if stem in keys:
+                out.append(stem)
+    return out
 
 
-def find_terms(text: str) -> list[Term]:
+@lru_cache(maxsize=4096)
+def find_terms(text: str) -> tuple[Term, ...]:
     """Every vocabulary term in `text`, each once, in order of appearance."""
     vocab = load()
     found: dict[tuple[str, str], Term] = {}
@@ -136,15 +137,14 @@ def find_terms(text: str) -> list[Term]:
     for view in views:
         tokens = _TOKEN.findall(view)
         for i, token in enumerate(tokens):
-            keys = _lookup(token, vocab.words)
+            keys = _lookup(token, vocab.keys)
             if not keys and "l" in token and token.replace("l", "i") in vocab.words:
                 token = token.replace("l", "i")  # OCR and people both write "l" for "i": "HlV", "paTlent"
                 keys = [token]
             for key in keys:
-                for term in vocab.words[key]:
+                for term in vocab.words.get(key, ()):
                     found.setdefault((term.category, term.what), term)
-            for key in _lookup(token, vocab.phrases):
-                for parts, term in vocab.phrases[key]:
+                for parts, term in vocab.phrases.get(key, ()):
                     rest = tokens[i + 1 : i + len(parts)]
                     if len(rest) == len(parts) - 1 and all(
                         _word_matches(tok, part) for tok, part in zip(rest, parts[1:], strict=True)
@@ -154,7 +154,7 @@ def find_terms(text: str) -> list[Term]:
             for key, term in vocab.substrings:
                 if key in view:
                     found.setdefault((term.category, term.what), term)
-    return list(found.values())
+    return tuple(found.values())
 
 
 __all__ = ["VOCAB_DIR", "Term", "find_terms", "languages", "load", "record_words"]
