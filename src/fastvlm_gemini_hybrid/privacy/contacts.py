@@ -90,7 +90,9 @@ _LABEL_FORM = re.compile(
 _HAN_WORD = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 _WORD = re.compile(r"[^\W\d_]+")
 _DIGIT = re.compile(r"\d")
-_BIRTH_HINT = re.compile(r"born|dob|d\.o\.b|birth|geb|nac|nais|nasc|nato|nata|nee? le|рожд|родил|出生|生年月日|الميلاد|जन्म")
+_BIRTH_HINT = re.compile(
+    r"born|dob|d\.o\.b|birth|geb|nac|nais|nasc|nato|nata|nee? le|рожд|родил|出生|生年月日|الميلاد|जन्म"
+)
 _STREET_HINT = re.compile(
     r"\b(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|terrace|close|"
     r"crescent|square|sq|highway|hwy|parkway|pkwy|calle|avenida|rue|via|rua|plaza|piazza|viale|corso|chemin|allee)\b"
