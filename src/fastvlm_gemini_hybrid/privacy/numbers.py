@@ -28,13 +28,28 @@ _SEP_RUN = re.compile(rf"{_SEP_CLASS}+")
 _ANY_DIGIT = re.compile(r"\d")
 # OCR's habits inside numbers: O for 0, l/I/| for 1, S for 5, B for 8, Z for 2 (only in tokens that
 # are mostly digits already, so words are not turned into numbers).
-_OCR_TOKEN = re.compile(r"(?<![a-z])[0-9oOlIi|sSbBzZ]{4,}(?![a-z])")
+_OCR_TOKEN = re.compile(r"(?<![a-zA-Z0-9])[0-9oOlIi|sSbBzZ]{4,}(?![a-zA-Z0-9])")  # whole tokens only
 _OCR_FIX = str.maketrans({"o": "0", "O": "0", "l": "1", "I": "1", "i": "1", "|": "1", "s": "5", "S": "5",
                           "b": "8", "B": "8", "z": "2", "Z": "2"})
 
-# Card issuers start with 2 (Mastercard 2-series), 3 (Amex, Diners, JCB), 4 (Visa), 5 (Mastercard)
-# or 6 (Discover, UnionPay, Maestro): tracking and order numbers mostly do not.
-_CARD_IIN = frozenset("23456")
+# What each card length can start with (the ISO/IEC 7812 issuer ranges in use): Visa 4, Mastercard
+# 51-55 and 2221-2720, Maestro 50 and 56-69, Amex 34/37 (15 digits), Diners 30/36/38/39 (14 and 16),
+# JCB 3528-3589, Discover/UnionPay/RuPay 6. A phone's "20261102_221409.jpg" or an EAN barcode is none of them.
+def _issuer_plausible(digits: str) -> bool:
+    n = len(digits)
+    first, two, four = digits[0], int(digits[:2]), int(digits[:4])
+    if first == "4":
+        return n in (13, 16, 19)
+    if first == "5":
+        return n in (16, 17, 18, 19) and (51 <= two <= 55 or two == 50 or 56 <= two <= 58)
+    if first == "2":
+        return n == 16 and 2221 <= four <= 2720
+    if first == "3":
+        return (n == 15 and two in (34, 37)) or (n in (14, 16) and two in (30, 36, 38, 39)) or (
+            n in (16, 17, 18, 19) and 3528 <= four <= 3589)
+    if first == "6":
+        return 16 <= n <= 19
+    return False
 
 
 def luhn_valid(digits: str) -> bool:
@@ -68,6 +83,14 @@ def ssn_valid(area: str, group: str, serial: str) -> bool:
         return False
     a = int(area)
     return a != 0 and a != 666 and a < 900 and group != "00" and serial != "0000"
+
+
+def aba_valid(digits: str) -> bool:
+    """US bank routing (ABA) numbers: 3, 7, 1 weights over nine digits, sum divisible by 10."""
+    if len(digits) != 9 or not digits.isdigit() or digits == "000000000":
+        return False
+    d = [int(c) for c in digits]
+    return (3 * (d[0] + d[3] + d[6]) + 7 * (d[1] + d[4] + d[7]) + d[2] + d[5] + d[8]) % 10 == 0
 
 
 def mrz_check_digit(field: str) -> str:
@@ -132,7 +155,10 @@ def _card_in(groups: list[str], *, ocr: bool = False) -> bool:
                 or lengths in ([4, 6, 5], [4, 6, 4])
             )
             digits = "".join(part)
-            if layout and digits[0] in _CARD_IIN and len(set(digits)) > 1 and luhn_valid(digits):
+            # Printed 13-digit numbers are EAN barcodes far more often than the last 13-digit Visa cards.
+            if ocr and total == 13:
+                continue
+            if layout and _issuer_plausible(digits) and len(set(digits)) > 1 and luhn_valid(digits):
                 return True
     return False
 
@@ -173,7 +199,8 @@ def _phone_international(groups: list[str]) -> bool:
     return bool(phonenumbers.is_possible_number(number) and phonenumbers.is_valid_number(number))
 
 
-_IBAN = re.compile(rf"(?<![a-z0-9])[a-z]{{2}}\d{{2}}(?:{_SEP_CLASS}?[a-z0-9]){{11,34}}")
+# An IBAN may wrap onto the next line (a banking app's narrow column): its own checks keep that safe.
+_IBAN = re.compile(rf"(?<![a-z0-9])[a-z]{{2}}\d{{2}}(?:(?:{_SEP_CLASS}|\n)?[a-z0-9]){{11,34}}")
 # UK National Insurance numbers. HMRC never issues D, F, I, U, V first or D, F, I, O, U, V second, nor
 # BG, GB, NK, KN, TN, NT, ZZ; its own specimen "QQ 12 34 56 C" is accepted, since people copy it.
 _NINO = re.compile(
@@ -328,4 +355,4 @@ def find_numbers(
     return found
 
 
-__all__ = ["find_numbers", "iban_valid", "luhn_valid", "mrz_check_digit", "mrz_findings", "ocr_digits", "ssn_valid"]
+__all__ = ["aba_valid", "find_numbers", "iban_valid", "luhn_valid", "mrz_check_digit", "mrz_findings", "ocr_digits", "ssn_valid"]

@@ -29,7 +29,7 @@ from typing import Any
 from ..errors import UnsupportedMediaError
 from .findings import Box, Finding, dedupe
 from .normalize import script_view
-from .numbers import ocr_digits
+from .numbers import aba_valid, ocr_digits
 from .ocr import TextLine, read_lines, row_text, rows, union
 from .text import scan_text
 
@@ -63,11 +63,16 @@ _LABELS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("insurance", "pii", "an insurance or member number", r"policy(?:no|number)|memberid|membern(?:o|umber)|"
      r"insurancen(?:o|umber)|subscriberid|groupn(?:o|umber)", True),
     ("nino", "pii", "a National Insurance number", r"nino|nationalinsurance(?:no|number)?", True),
+    ("passenger", "pii", "a passenger's name", r"nameofpassenger|passenger(?:name)?|passagier|pasajero|passager",
+     True),
+    ("rx", "phi", "a prescription number", r"rx#|rxno|rxnumber|rx:?\d{5}|rezeptnr|ordonnancen", True),
     ("diagnosis", "phi", "a diagnosis", r"diagnosis|diagnose|diagnostico|diagnostic|диагноз|诊断|診断", True),
     ("name", "pii", "a name field", r"name|fullname|surname|givennames?|firstname|lastname|nom|nombre|apellidos?|"
      r"vorname|nachname|cognome|sobrenome|naam|фамилия|имя|姓名|氏名", False),
     ("address", "pii", "an address field", r"address|addr|adresse|direccion|indirizzo|endereco|adres|anschrift|адрес|"
      r"住所|地址", False),
+    ("booking", "pii", "a booking reference", r"bookingref(?:erence)?|pnr|e-?ticket|reservationcode|"
+     r"confirmationcode|buchungscode|localizador", False),
     ("sex", "pii", "sex or nationality fields", r"sex|gender|nationality|nationalite|nacionalidad|staatsangehorigkeit|"
      r"placeofbirth|lieudenaissance|lugardenacimiento|geburtsort|height|eyes", False),
 )
@@ -98,6 +103,9 @@ _BASE64_ROW = re.compile(r"^[A-Za-z0-9+/=]{40,}$")
 # A login on a note: a user/login label with a value, and a row that is a lone password-like token.
 _USER_LABEL = re.compile(r"(?i)\b(?:user(?:name)?|login|benutzer|usuario|utilisateur|utente)\s*[:=]\s*\S{3,}")
 _PASSWORD_LIKE = re.compile(r"^(?=\S*[A-Za-z])(?=\S*\d)\S{8,}$")
+# A cheque: its wording, and a MICR line whose first nine digits are a valid US routing number.
+_CHEQUE_WORDS = re.compile(r"paytotheorderof|paytheorderof|payezcontre|pagueseaorden|paguesea")
+_MICR_RUN = re.compile(r"\d{9,}")
 # DICOM-style burned-in names ("DOE^JOHN") on scans.
 _DICOM_NAME = re.compile(r"\b[A-Z][A-Z'\-]+\^[A-Z][A-Z'\-]+")
 # Kinds that tie weak evidence to a person.
@@ -189,6 +197,10 @@ def _layout(texts: list[str]) -> list[tuple[str, str, str, bool]]:
         out.append(("secret", "credentials", "a private key or credential block", True))
     if any(_USER_LABEL.search(t) for t in texts) and any(_PASSWORD_LIKE.match(t.strip()) for t in texts):
         out.append(("secret", "credentials", "a username and what looks like its password", True))
+    if _CHEQUE_WORDS.search(compact) and any(
+        aba_valid(run[i : i + 9]) for run in _MICR_RUN.findall(compact.replace(" ", "")) for i in range(len(run) - 8)
+    ):
+        out.append(("account", "pii", "a cheque with its routing and account numbers", True))
     if _DICOM_NAME.search(joined):
         out.append(("name_record", "phi", "a patient's name burned into a scan", True))
     return out

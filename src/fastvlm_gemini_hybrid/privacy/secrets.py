@@ -73,6 +73,15 @@ _CODE_VALUE = re.compile(
     r"(?:await|new|get|let|const|var|function|async|this|self|return|yield|lambda|fn|func|def|typeof|require)\b)",
     re.I,
 )
+# How people write credentials in notes and chats: "password Marigold!Basin72", "pw Qamar#2018", "pin 4471",
+# and "admin / K7#vQ2mp9Lz" next to a login word. The value must look like a password, not a word.
+_LABEL_THEN_VALUE = re.compile(
+    r"(?i)(?<![\w])(?:password|passwort|passwd|pwd|pw|passcode|kennwort|contrase[nñ]a|senha|wachtwoord|"
+    r"mot de passe|пароль|密码|密碼|パスワード)\s+(\S{6,})"
+)
+_PIN_THEN_DIGITS = re.compile(r"(?i)(?<![\w])(?:pin|pin code|passcode|code pin|geheimzahl)\s*[:#]?\s*(\d{4,8})(?!\d)")
+_LOGIN_PAIR = re.compile(r"(?<!\S)[\w.@+\-]{3,}\s+/\s+(\S{8,})(?!\S)")  # spaced: "admin / pass", never a path
+_LOGIN_WORDS = re.compile(r"(?i)login|log-in|user|admin|account|password|passwort|\bpw\b|\bpwd\b|credentials|zugang")
 _USER_AND_PASSWORD = re.compile(
     r"(?i)\b(?:user(?:name)?|login|benutzer(?:name)?|usuario|utilisateur|utente|usuário|gebruiker|логин)\s*[:=]?\s*"
     r"\S+\s*(?:/|,|\s)\s*(?:pass(?:word)?|pwd|pw|passwort|contrase[nñ]a|mot de passe|senha|пароль)\s*[:=]?\s*\S{3,}"
@@ -126,6 +135,15 @@ def _aws_secret(token: str) -> bool:
     return all(classes) and _entropy(token) >= 4.2
 
 
+def _password_like(value: str) -> bool:
+    """Three of: lower case, upper case, digit, symbol; or letters with digits. Never a plain word or number."""
+    value = value.strip(".,;:!?\"'()")
+    classes = (any(c.islower() for c in value), any(c.isupper() for c in value), any(c.isdigit() for c in value),
+               any(not c.isalnum() for c in value))
+    return len(value) >= 6 and (sum(classes) >= 3 or (classes[2] and (classes[0] or classes[1]))) \
+        and not _CODE_VALUE.match(value) and "://" not in value
+
+
 def find_secrets(text: str) -> list[Finding]:
     """Credentials in `text` (the plain view: NFKC, case kept). Each kind is reported once."""
     kinds: list[str] = []
@@ -155,6 +173,13 @@ def find_secrets(text: str) -> list[Finding]:
                 break
     if labelled and _USER_AND_PASSWORD.search(text):
         add("a username and password")
+    if labelled and (any(_password_like(m.group(1)) for m in _LABEL_THEN_VALUE.finditer(text))
+                     or _PIN_THEN_DIGITS.search(text)):
+        add("a password or secret value")
+    if "/" in text and _LOGIN_WORDS.search(text) and any(
+        _password_like(m.group(1)) and sum(map(str.isalpha, m.group(1))) >= 2 for m in _LOGIN_PAIR.finditer(text)
+    ):
+        add("a login and its password")
     if _CODE_HINT.search(lower) and _CODES.search(text):
         add("a door, alarm or lock code")
     return [Finding("credentials", "secret", what) for what in kinds]
