@@ -355,4 +355,7 @@ def find_numbers(
     return found
 
 
-__all__ = ["aba_valid", "find_numbers", "iban_valid", "luhn_valid", "mrz_check_digit", "mrz_findings", "ocr_digits", "ssn_valid"]
+__all__ = [
+    "aba_valid", "find_numbers", "iban_valid", "luhn_valid", "mrz_check_digit", "mrz_findings", "ocr_digits",
+    "ssn_valid",
+]
