@@ -362,3 +362,68 @@ def test_http_batch_job(http: Any, fake_gemini: FakeGeminiServer, card_png: byte
     rows = job["results"]
     assert len(rows) == 2 and all("payment card" in json.dumps(row) for row in rows)
     assert fake_gemini.bytes_received == 0
+
+
+def test_surveillance_never_sends_a_frame_that_shows_a_card(settings: Settings, fake_gemini: FakeGeminiServer,
+                                                            card_png: bytes) -> None:
+    from PIL import Image
+
+    from fastvlm_gemini_hybrid.agents.surveillance import AlertDescriber
+    from fastvlm_gemini_hybrid.video.events import Event
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(card_png)).convert("RGB").save(buf, format="JPEG", quality=92)
+    proc = _processor(settings, local="not json")
+    try:
+        out = AlertDescriber(proc).describe(buf.getvalue(), Event(type="zone_enter", zone="desk", start_s=2.0))
+    finally:
+        proc.close()
+    assert out is None and fake_gemini.bytes_received == 0
+
+
+def test_surveillance_face_policy_local_keeps_people_here(settings: Settings, fake_gemini: FakeGeminiServer,
+                                                          face_png: bytes) -> None:
+    from PIL import Image
+
+    from fastvlm_gemini_hybrid.agents.surveillance import AlertDescriber
+    from fastvlm_gemini_hybrid.video.events import Event
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(face_png)).convert("RGB").save(buf, format="JPEG", quality=92)
+    proc = _processor(settings.model_copy(update={"privacy_faces": "local"}), local="not json")
+    try:
+        AlertDescriber(proc).describe(buf.getvalue(), Event(type="zone_enter", zone="door", start_s=1.0))
+    finally:
+        proc.close()
+    assert fake_gemini.bytes_received == 0  # the settings' stricter policy wins over the agent's "redact"
+
+
+def test_faces_redact_setting_blurs_faces_on_ask(capsys: pytest.CaptureFixture[str], settings: Settings,
+                                                 fake_gemini: FakeGeminiServer, face_png: bytes,
+                                                 tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from fastvlm_gemini_hybrid.cli import ask_cmd
+    from fastvlm_gemini_hybrid.privacy.faces import detect_faces
+
+    monkeypatch.setenv("FASTVLM_HYBRID_PRIVACY_FACES", "redact")
+    monkeypatch.setattr(ask_cmd, "make_processor", lambda args: _processor(load_settings(
+        home=settings.home, gemini_api_key=FakeGeminiServer.api_key, gemini_base_url=fake_gemini.base_url,
+        gemini_retries=0, cache_enabled=False)))
+    picture = tmp_path / "PXL_20261104_0931.png"
+    picture.write_bytes(face_png)
+    code, out, err = _cli(capsys, "ask", "Describe this image.", "-a", str(picture), "--mode", "cloud-only", "--json")
+    assert code == 0, err
+    privacy = json.loads(out)["route"]["privacy"]
+    assert privacy["verdict"] == "redact" and "face" in privacy["redactions"][0]
+    [sent] = _sent_images(fake_gemini)
+    original = np.asarray(Image.open(io.BytesIO(face_png)).convert("RGB"), dtype=np.int16)
+    received = np.asarray(Image.open(io.BytesIO(sent)).convert("RGB"), dtype=np.int16)
+    diff = np.abs(received - original).max(axis=2)
+    [face] = detect_faces(Image.open(io.BytesIO(face_png)).convert("RGB"))
+    inside = diff[face.y : face.y + face.h, face.x : face.x + face.w]
+    assert inside.mean() > 12  # blurred
+    changed = diff > 0
+    assert changed.mean() < 0.2 and (diff == 0).mean() > 0.8  # PNG stays lossless: the rest is untouched
+    assert detect_faces(Image.open(io.BytesIO(sent)).convert("RGB")) == []
