@@ -19,10 +19,11 @@ Measured (2-vCPU x86-64 VM, shared with other jobs; the tests use the same pictu
   chelsea the cat, text, page, coins, retina, hubble, grass, gravel...) at 0.5x/1x/2x and rotated,
   lfw_subset's 100 non-faces, 60 rendered text pages (emoticons, "oo", "@ @"), noise, and the privacy
   corpus's 98 documents and screenshots. The highest non-face scores seen were 0.85 (gravel, "OV 2022").
-- speed, one call: 512x512 ~40-60 ms, 1280x800 ~80-120 ms, 1024x1024 ~110-160 ms (one core's CPU time:
-  50, 115, 150 ms); larger pictures are first shrunk to a 1024 px longest side (12 MP: ~160 ms). Faces
-  under MIN_FACE = 20 px at that size are not looked for (24 saves ~25% at 1 MP but finds 16/25 20-px faces).
-  Busy textures cost most (grass at 1 MP: ~350 ms); MAX_BOXES bounds the candidates.
+- speed, one call, CPU time on one core: 512x512 ~50 ms, 1280x800 ~115 ms, 1024x1024 ~150 ms (P-Net is
+  60% of it); wall time with 2 threads varied with the other jobs on the VM: 40-80, 80-145, 110-210 ms.
+  Larger pictures are first shrunk to a 1024 px longest side (12 MP: 140-220 ms in all). Faces under
+  MIN_FACE = 20 px at that size are not looked for; 24 px would cut 1 MP to ~110 ms of CPU but find 16/25
+  instead of 22/25 of 20 px faces. Busy textures cost most (grass at 1 MP: ~350 ms); MAX_BOXES bounds them.
 
 Why MTCNN: dlib's HOG detector (`dlib-bin`, Boost licence, ~20 ms at 512x512) misses the cameraman even
 with 2x upsampling and finds 96/100 of the same lfw faces; dlib's CNN "mmod" detector
