@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cloud.fake_gemini import FakeGeminiServer
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.config import Settings, load_settings
 
@@ -27,6 +28,22 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("FASTVLM_HYBRID_HOME", str(home))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return home
+
+
+@pytest.fixture
+def fake_gemini() -> Iterator[FakeGeminiServer]:
+    """The fake Gemini REST server on 127.0.0.1 (tests/cloud/fake_gemini.py), recording every byte."""
+    with FakeGeminiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def cloud_env(fake_gemini: FakeGeminiServer, monkeypatch: pytest.MonkeyPatch) -> FakeGeminiServer:
+    """GEMINI_API_KEY and GOOGLE_GEMINI_BASE_URL pointing the real SDK (and the CLI) at the fake."""
+    monkeypatch.setenv("GEMINI_API_KEY", FakeGeminiServer.api_key)
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
+    monkeypatch.setenv("FASTVLM_HYBRID_GEMINI_RETRIES", "0")
+    return fake_gemini
 
 
 @pytest.fixture

@@ -35,12 +35,6 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def fake_gemini() -> Iterator[FakeGeminiServer]:
-    with FakeGeminiServer() as server:
-        yield server
-
-
-@pytest.fixture
 def fake_openai() -> Iterator[FakeOpenAIServer]:
     with FakeOpenAIServer() as server:
         yield server

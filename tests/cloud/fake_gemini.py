@@ -253,6 +253,17 @@ class FakeGeminiServer(LoopbackServer):
     def bytes_received(self) -> int:
         return sum(r.size for r in self.requests)
 
+    def inline_images(self) -> list[bytes]:
+        """Every inline picture the model calls carried, decoded."""
+        out = []
+        for call in self.model_calls:
+            for content in (call.json or {}).get("contents") or []:
+                for part in content.get("parts") or []:
+                    inline = pick(part, "inlineData")
+                    if inline:
+                        out.append(b64decode_any(inline["data"]))
+        return out
+
     def _take_fault(self, path: str) -> Fault | None:
         with self._lock:
             for fault in self._faults:

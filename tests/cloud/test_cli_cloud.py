@@ -13,14 +13,6 @@ from synth_media import make_clip
 from .fake_gemini import FakeGeminiServer
 
 
-@pytest.fixture
-def cloud_env(fake_gemini: FakeGeminiServer, monkeypatch: pytest.MonkeyPatch) -> FakeGeminiServer:
-    monkeypatch.setenv("GEMINI_API_KEY", FakeGeminiServer.api_key)
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
-    monkeypatch.setenv("FASTVLM_HYBRID_GEMINI_RETRIES", "0")
-    return fake_gemini
-
-
 def ask(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = main(["ask", *argv])
     out, err = capsys.readouterr()

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from cloud.fake_gemini import FakeGeminiServer
 
 _FONTS = Path("/usr/share/fonts/truetype/dejavu")
 
@@ -63,18 +61,3 @@ def face_png() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(data.astronaut()).save(buf, format="PNG")
     return buf.getvalue()
-
-
-@pytest.fixture
-def fake_gemini() -> Iterator[FakeGeminiServer]:
-    with FakeGeminiServer() as server:
-        yield server
-
-
-@pytest.fixture
-def cloud_env(fake_gemini: FakeGeminiServer, monkeypatch: pytest.MonkeyPatch) -> FakeGeminiServer:
-    """GEMINI_API_KEY and GOOGLE_GEMINI_BASE_URL pointing the real SDK at the fake."""
-    monkeypatch.setenv("GEMINI_API_KEY", FakeGeminiServer.api_key)
-    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake_gemini.base_url)
-    monkeypatch.setenv("FASTVLM_HYBRID_GEMINI_RETRIES", "0")
-    return fake_gemini

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from cloud.fake_gemini import FakeGeminiServer, b64decode_any, pick
+from cloud.fake_gemini import FakeGeminiServer
 from fastvlm_gemini_hybrid.backends.gemini import GeminiBackend
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.cli import main
@@ -240,16 +240,6 @@ async def test_a_video_file_is_inspected_before_it_leaves(settings: Settings, fa
 # --------------------------------------------------------------------------- surveillance descriptions
 
 
-def _sent_images(server: FakeGeminiServer) -> list[bytes]:
-    out = []
-    for call in server.model_calls:
-        for content in call.json.get("contents") or []:
-            for part in content.get("parts") or []:
-                inline = pick(part, "inlineData")
-                if inline:
-                    out.append(b64decode_any(inline["data"]))
-    return out
-
 
 def test_surveillance_descriptions_blur_faces_by_default(settings: Settings, fake_gemini: FakeGeminiServer,
                                                          face_png: bytes) -> None:
@@ -269,7 +259,7 @@ def test_surveillance_descriptions_blur_faces_by_default(settings: Settings, fak
         AlertDescriber(proc).describe(jpeg, Event(type="zone_enter", zone="door", start_s=1.0))
     finally:
         proc.close()
-    [sent] = _sent_images(fake_gemini)
+    [sent] = fake_gemini.inline_images()
     original = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"), dtype=np.int16)
     received = np.asarray(Image.open(io.BytesIO(sent)).convert("RGB"), dtype=np.int16)
     [face] = detect_faces(image)
@@ -417,7 +407,7 @@ def test_faces_redact_setting_blurs_faces_on_ask(capsys: pytest.CaptureFixture[s
     assert code == 0, err
     privacy = json.loads(out)["route"]["privacy"]
     assert privacy["verdict"] == "redact" and "face" in privacy["redactions"][0]
-    [sent] = _sent_images(fake_gemini)
+    [sent] = fake_gemini.inline_images()
     original = np.asarray(Image.open(io.BytesIO(face_png)).convert("RGB"), dtype=np.int16)
     received = np.asarray(Image.open(io.BytesIO(sent)).convert("RGB"), dtype=np.int16)
     diff = np.abs(received - original).max(axis=2)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from cloud.fake_gemini import FakeGeminiServer, b64decode_any, pick
+from cloud.fake_gemini import FakeGeminiServer
 from cloud.fake_openai import FakeOpenAIServer
 from fastvlm_gemini_hybrid.backends.fastvlm import FastVLMBackend
 from fastvlm_gemini_hybrid.backends.gemini import GeminiBackend
@@ -36,16 +36,6 @@ def gemini_settings(fake_gemini: FakeGeminiServer, tmp_path: Any) -> Settings:
     return _settings(tmp_path, gemini_api_key=FakeGeminiServer.api_key, gemini_base_url=fake_gemini.base_url,
                      gemini_retries=0, gemini_timeout_s=10.0)
 
-
-def _sent_images(server: FakeGeminiServer) -> list[bytes]:
-    out = []
-    for call in server.model_calls:
-        for content in call.json.get("contents") or []:
-            for part in content.get("parts") or []:
-                inline = pick(part, "inlineData")
-                if inline:
-                    out.append(b64decode_any(inline["data"]))
-    return out
 
 
 # --------------------------------------------------------------------------- the registry builds the door
@@ -238,7 +228,7 @@ async def test_image_text_redact_blacks_out_only_the_card_number(gemini_settings
         await gate.generate(Request("What does this say?", attachments=(Attachment.from_bytes(card_png),)))
     finally:
         await gate.aclose()
-    [sent] = _sent_images(fake_gemini)
+    [sent] = fake_gemini.inline_images()
     before = np.asarray(Image.open(io.BytesIO(card_png)).convert("RGB"), dtype=np.int16)
     after = np.asarray(Image.open(io.BytesIO(sent)).convert("RGB"), dtype=np.int16)
     changed = np.abs(after - before).max(axis=2) > 0

@@ -208,7 +208,7 @@ _NINO = re.compile(
     r"[ \-]?\d{2}[ \-]?\d{2}[ \-]?\d{2}[ \-]?[a-d](?![a-z0-9])"
 )
 # Machine-readable zones: runs of A-Z, 0-9 and '<' with a '<<' filler, as on passports and ID cards.
-_MRZ = re.compile(r"[A-Z0-9<]{20,46}")
+_MRZ = re.compile(r"[A-Z0-9<]{15,46}")
 _MRZ_TD3_LINE2 = re.compile(r"([A-Z0-9<]{9})(\d)([A-Z<]{3})(\d{6})(\d)([MF<X])(\d{6})(\d)")
 
 # Cue words before an identity-document number ("passport no. X1234567", "Ausweisnummer L01X00T47").
@@ -276,12 +276,19 @@ def _snils_valid(value: str) -> bool:
 def mrz_findings(text: str) -> list[Finding]:
     """Machine-readable zones of passports and ID cards (case-sensitive: read the NFKC text, not the folded view)."""
     found: list[Finding] = []
-    if "<" not in text and "«" not in text and "く" not in text:
+    if "<" not in text and "«" not in text and "く" not in text and ">>>>>" not in text:
         return found
     upper = text.upper().replace("«", "<<").replace("く", "<")
+    if ">>>>>" in upper:
+        # A zone photographed upside down reads its fillers as '>' (and the line backwards).
+        upper += "\n" + "\n".join(line[::-1].replace(">", "<") for line in upper.splitlines() if ">>>>>" in line)
     for match in _MRZ.finditer(upper):
         line = match.group(0)
-        if "<<" not in line or line.count("<") < 3 or sum(ch.isalpha() for ch in line) < 4:
+        letters = sum(ch.isalpha() for ch in line)
+        full = len(line) >= 20 and "<<" in line and line.count("<") >= 3 and letters >= 4
+        # OCR cuts long filler runs short: fifteen characters with five fillers in a row still are a zone.
+        short = "<<<<<" in line and letters >= 2
+        if not (full or short):
             continue
         validated = False
         td3 = _MRZ_TD3_LINE2.search(line)
