@@ -27,7 +27,10 @@ RUN pip install --index-url "$TORCH_INDEX_URL" "torch>=2.4,<3" "torchvision>=0.1
 COPY --from=web /web/node_modules/@huggingface/transformers/dist /tmp/web/@huggingface/transformers/dist
 COPY pyproject.toml README.md ./
 COPY src ./src
+COPY scripts/headless-opencv.sh /tmp/
 RUN pip install -c /src/torch-pins.txt ".[local,gemini,server,video]" \
+ && bash /tmp/headless-opencv.sh python \
+ && python -c "import cv2, rapidocr_onnxruntime" \
  && python -m fastvlm_gemini_hybrid.server.vendor_web /tmp/web
 
 FROM ${PYTHON_IMAGE} AS runtime

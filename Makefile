@@ -14,9 +14,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# MLX runs on Linux's CPU build too, so its tests run everywhere. mlx-vlm (and the OCR and face
 	# detector packages) pull in the GUI build of OpenCV; put the headless build back so the stack stays headless.
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[mlx]'
-	$(PY) -m pip uninstall -q -y opencv-python
-	$(PY) -m pip install -q --disable-pip-version-check --force-reinstall --no-deps \
-	  "opencv-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
+	bash scripts/headless-opencv.sh $(PY)
 	touch $@
 
 install: $(VENV)/.installed

@@ -15,4 +15,5 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 VENV=${VENV:-.venv}
 "$VENV/bin/python" -m pip install -q -c constraints.txt -e '.[browser]'
+bash scripts/headless-opencv.sh "$VENV/bin/python"  # pip puts the OCR's GUI OpenCV back: remove it again
 PY="$VENV/bin/python" scripts/vendor-web.sh
