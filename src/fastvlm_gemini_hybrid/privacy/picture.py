@@ -89,13 +89,18 @@ _CARD_WORDS = re.compile(r"visa|mastercard|maestro|americanexpress|amex|discover
                          r"goodthru|validfrom|validtil|cardholder|expires|expiry|memberssince|membersince")
 # Identity documents by their printed title (a row that *is* the title, not a sentence about one).
 _DOC_TITLE = re.compile(
-    r"^(?:[a-z]{0,12})(?:passport|passeport|pasaporte|passaporto|reisepass|paspoort|drivinglicen[cs]e|"
+    r"^(?:[a-z]{0,12})(?:boardingpass|bordkarte|carted'?embarquement|tarjetadeembarque|cartad'?imbarco|passport|passeport|pasaporte|passaporto|reisepass|paspoort|drivinglicen[cs]e|"
     r"driverlicen[cs]e|driver'?slicen[cs]e|permisdeconduire|fuhrerschein|permisodeconducir|patentedeguida|rijbewijs|"
     r"identitycard|nationalidentitycard|nationalidcard|idcard|personalausweis|cartenationaled'?identite|"
     r"documentonacionaldeidentidad|cartad'?identita|residencepermit|aufenthaltstitel|паспорт|"
-    r"водительскоеудостоверение|护照|居民身份证|身份证|旅券|運転免許証|在留カード)(?:[a-z]{0,12})$"
+    r"водительскоеудостоверение|护照|居民身份证|身份证|旅券|運転免許証|在留カード)(?:[a-z/\-]{0,16})$"
 )
-_DATE = re.compile(r"(?<!\d)\d{1,2}\s?[./\-]\s?\d{1,2}\s?[./\-]\s?(?:19|20)?\d{2}(?!\d)|\d{4}-\d{2}-\d{2}")
+_DATE = re.compile(
+    r"(?<!\d)\d{1,2}\s?[./\-]\s?\d{1,2}\s?[./\-]\s?(?:19|20)?\d{2}(?!\d)|\d{4}-\d{2}-\d{2}"
+    r"|(?<!\d)\d{1,2}\s?(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)", re.I
+)
+# The airline name format on boarding passes and tickets: SURNAME/GIVENNAME with a title.
+_IATA_NAME = re.compile(r"\b[A-Z]{2,}/[A-Z]{2,}(?:MR|MS|MRS|MISS|MSTR)\b")
 # A key or certificate printed on a screen: the armour line (OCR drops its spaces and some dashes) or
 # several rows of base64.
 _KEY_ARMOUR = re.compile(r"-{2,}begin(?:rsa|dsa|ec|openssh|encrypted|pgp)?privatekey")
@@ -201,6 +206,8 @@ def _layout(texts: list[str]) -> list[tuple[str, str, str, bool]]:
         aba_valid(run[i : i + 9]) for run in _MICR_RUN.findall(compact.replace(" ", "")) for i in range(len(run) - 8)
     ):
         out.append(("account", "pii", "a cheque with its routing and account numbers", True))
+    if _IATA_NAME.search(joined):
+        out.append(("passenger", "pii", "a passenger's name (airline format)", True))
     if _DICOM_NAME.search(joined):
         out.append(("name_record", "phi", "a patient's name burned into a scan", True))
     return out

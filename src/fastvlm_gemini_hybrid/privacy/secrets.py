@@ -61,8 +61,14 @@ _LABELS = (
     r"parola d'ordine|senha|wachtwoord|toegangscode|пароль|пин-код|密码|密碼|口令|パスワード|暗証番号|"
     r"كلمة المرور|كلمة السر|पासवर्ड|wpa2? ?key|wpa2?|psk"
 )
+# Long labels may end a compound ("wifipassword:", "adminPassword =": OCR drops spaces, code joins words);
+# short ones (pw, pin, mdp, psk) must start a word.
+_LONG_LABELS = (
+    r"password|passwort|passcode|passphrase|kennwort|contrasena|contraseña|wachtwoord|пароль|apikey|secretkey"
+)
 _LABELLED = re.compile(
-    rf"(?i)(?<![\w])(?:{_LABELS})(?:\s*\([^)]{{0,20}}\))?\s*(?:[:=：]|\bis\b|\bist\b|\best\b|\bes\b|это|は|为|是|=>)\s*"
+    rf"(?i)(?:(?<![\w])(?:{_LABELS})|(?<=[a-z])(?:{_LONG_LABELS}))(?:\s*\([^)]{{0,20}}\))?\s*"
+    r"(?:[:=：]|\bis\b|\bist\b|\best\b|\bes\b|это|は|为|是|=>)\s*"
     r"(\"[^\"\n]{3,}\"|'[^'\n]{3,}'|[^\s,;]{3,})"
 )
 _CODE_VALUE = re.compile(
