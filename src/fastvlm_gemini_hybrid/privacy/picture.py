@@ -61,7 +61,7 @@ _LABELS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("tax_id", "pii", "a tax ID", r"taxid|taxpayerid|tin|steuer-?id|steueridentifikationsnummer|nif|codicefiscale|"
      r"employeessn|employee'?ssocialsecurity", True),
     ("insurance", "pii", "an insurance or member number", r"policy(?:no|number)|memberid|membern(?:o|umber)|"
-     r"insurancen(?:o|umber)|subscriberid|groupn(?:o|umber)", True),
+     r"insurancen(?:o|umber)|subscriberid|groupn(?:o|umber)|rxbin|rxpcn|rxgrp", True),
     ("nino", "pii", "a National Insurance number", r"nino|nationalinsurance(?:no|number)?", True),
     ("passenger", "pii", "a passenger's name", r"nameofpassenger|passenger(?:name)?|passagier|pasajero|passager",
      True),
@@ -77,7 +77,8 @@ _LABELS: tuple[tuple[str, str, str, str, bool], ...] = (
      r"placeofbirth|lieudenaissance|lugardenacimiento|geburtsort|height|eyes", False),
 )
 _LABEL_RES = tuple(
-    (kind, category, what, re.compile(rf"(?:^|[^a-z])(?:{alts})[:#.\-]*(.{{0,40}})"), strong)
+    # The value is looked at, not consumed, so the next label on the row is still found.
+    (kind, category, what, re.compile(rf"(?:{alts})[:#.\-]*(?=(.{{0,40}}))"), strong)
     for kind, category, what, alts, strong in _LABELS
 )
 _COMPACT_DROP = re.compile(r"[\s_'’`\"]+")
@@ -89,7 +90,8 @@ _CARD_WORDS = re.compile(r"visa|mastercard|maestro|americanexpress|amex|discover
                          r"goodthru|validfrom|validtil|cardholder|expires|expiry|memberssince|membersince")
 # Identity documents by their printed title (a row that *is* the title, not a sentence about one).
 _DOC_TITLE = re.compile(
-    r"^(?:[a-z]{0,12})(?:boardingpass|bordkarte|carted'?embarquement|tarjetadeembarque|cartad'?imbarco|passport|passeport|pasaporte|passaporto|reisepass|paspoort|drivinglicen[cs]e|"
+    r"^(?:[a-z]{0,12})(?:boardingpass|bordkarte|carted'?embarquement|tarjetadeembarque|cartad'?imbarco|"
+    r"passport|passeport|pasaporte|passaporto|reisepass|paspoort|drivinglicen[cs]e|"
     r"driverlicen[cs]e|driver'?slicen[cs]e|permisdeconduire|fuhrerschein|permisodeconducir|patentedeguida|rijbewijs|"
     r"identitycard|nationalidentitycard|nationalidcard|idcard|personalausweis|cartenationaled'?identite|"
     r"documentonacionaldeidentidad|cartad'?identita|residencepermit|aufenthaltstitel|паспорт|"
@@ -172,17 +174,53 @@ def _compact(text: str) -> str:
     return _COMPACT_DROP.sub("", script_view(text))
 
 
+def _compact_with_bounds(text: str) -> tuple[str, frozenset[int], frozenset[int]]:
+    """The compact row, and where its words started and ended before the spaces went: a label must begin
+    a word there ("MD Patient DOB" has one; "outpatient" has none), though OCR may have glued a long one
+    to the next word ("Dateofbirth:..."); a short one (DOB, TIN) must end one too ("tinkered" is no TIN)."""
+    chars: list[str] = []
+    starts, ends = {0}, set()
+    for ch in script_view(text):
+        if _COMPACT_DROP.match(ch):
+            starts.add(len(chars))  # after a space
+            ends.add(len(chars))
+            continue
+        if chars and ch.isalpha() != chars[-1].isalpha():
+            (starts if ch.isalpha() else ends).add(len(chars))  # "DOB/Age", "1.Name", "MRN:"
+        chars.append(ch)
+    ends.add(len(chars))
+    return "".join(chars), frozenset(starts), frozenset(ends)
+
+
+_SHORT_LABEL = 5  # labels this long or shorter ("dob", "tin", "ssn", "idno") must end a word
+
+
+def _label_end(match: re.Match[str]) -> int:
+    """Where the label itself ends (before its ':', '#', '.' or '-')."""
+    end = match.end()
+    while end > match.start() and match.string[end - 1] in ":#.-":
+        end -= 1
+    return end
+
+
 def _labels(row: str) -> list[tuple[str, str, str, bool]]:
-    """(kind, category, what, strong-and-valued) for every form label on a row."""
-    compact = _compact(row)
+    """(kind, category, what, strong) for every form label on a row; a strong label only with its value."""
+    compact, starts, ends = _compact_with_bounds(row)
     out = []
     for kind, category, what, regex, strong in _LABEL_RES:
-        match = regex.search(compact)
+        match = next((m for m in regex.finditer(compact)
+                      if m.start() in starts and (_label_end(m) - m.start() > _SHORT_LABEL or _label_end(m) in ends)),
+                     None)
         if match is None:
             continue
         value = match.group(1).lstrip(":#.-")
-        valued = bool(value) and (any(ch.isdigit() for ch in value) or (strong and len(value) >= 2))
-        out.append((kind, category, what, strong and valued))
+        short = _label_end(match) - match.start() <= _SHORT_LABEL
+        # A short label needs a number after it ("TIN 12-345", not "a tin of buttons").
+        valued = bool(value) and (any(ch.isdigit() for ch in value[:20])
+                                  or (strong and not short and len(value) >= 2))
+        if strong and not valued:
+            continue  # "Patient Experience", "a tin of buttons": the word, not a field
+        out.append((kind, category, what, strong))
     return out
 
 
