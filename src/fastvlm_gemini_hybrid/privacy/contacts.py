@@ -13,6 +13,7 @@ import re
 from functools import lru_cache
 
 from .findings import Finding
+from .normalize import latin_view
 
 _EMAIL = re.compile(r"[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}")
 # "jane [at] example [dot] com", "jane(at)example(dot)org", "jane at example dot com".
@@ -155,7 +156,9 @@ def find_people(plain: str, view: str, *, ocr: bool = False) -> list[Finding]:
     if named:
         found.append(Finding("pii", "name", "a person's name tied to a record"))
     if _DIGIT.search(lower):
-        if _BIRTH_HINT.search(lower) and _BIRTH.search(lower):
+        # The Latin view reads OCR's "D0B" as "dob"; the dates themselves keep their digits.
+        birth_view = latin_view(plain) if "0" in lower or "1" in lower else lower
+        if _BIRTH_HINT.search(birth_view) and _BIRTH.search(birth_view):
             found.append(Finding("pii", "dob", "a date of birth"))
         if _STREET_HINT.search(lower) and _ADDRESS.search(plain):
             # A shop's or a museum's address is printed on every notice: in a picture it needs company.

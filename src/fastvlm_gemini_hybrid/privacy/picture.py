@@ -206,9 +206,11 @@ def _label_end(match: re.Match[str]) -> int:
 def _labels(row: str) -> list[tuple[str, str, str, bool]]:
     """(kind, category, what, strong) for every form label on a row; a strong label only with its value."""
     compact, starts, ends = _compact_with_bounds(row)
+    # OCR reads O as 0 inside words too ("D0B:", "ACC0UNT"): try the labels on a reading with letters back.
+    variants = (compact, compact.replace("0", "o")) if "0" in compact else (compact,)
     out = []
     for kind, category, what, regex, strong in _LABEL_RES:
-        match = next((m for m in regex.finditer(compact)
+        match = next((m for variant in variants for m in regex.finditer(variant)
                       if m.start() in starts and (_label_end(m) - m.start() > _SHORT_LABEL or _label_end(m) in ends)),
                      None)
         if match is None:

@@ -90,8 +90,12 @@ _LOGIN_PAIR = re.compile(r"(?<!\S)[\w.@+\-]{3,}\s+/\s+(\S{8,})(?!\S)")  # spaced
 _LOGIN_WORDS = re.compile(r"(?i)login|log-in|user|admin|account|password|passwort|\bpw\b|\bpwd\b|credentials|zugang")
 _USER_AND_PASSWORD = re.compile(
     r"(?i)\b(?:user(?:name)?|login|benutzer(?:name)?|usuario|utilisateur|utente|usuário|gebruiker|логин)\s*[:=]?\s*"
-    r"\S+\s*(?:/|,|\s)\s*(?:pass(?:word)?|pwd|pw|passwort|contrase[nñ]a|mot de passe|senha|пароль)\s*[:=]?\s*\S{3,}"
+    r"\S+\s*(?:/|,|\s)\s*(?:pass(?:word)?|pwd|pw|passwort|contrase[nñ]a|mot de passe|senha|пароль)\s*[:=]?\s*(\S{3,})"
 )
+# A long random-looking run (mixed case and digits, high entropy) in text that talks keys or tokens:
+# an API key whatever its vendor, or one OCR broke away from its prefix ("sk-proj -0BiNsPY...").
+_KEYISH = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{32,}(?![A-Za-z0-9_\-])")
+_KEY_CONTEXT = re.compile(r"(?i)key|token|secret|passw|credential|bearer|auth")
 _CODES = re.compile(
     r"(?i)\b(?:door|gate|alarm|lock|safe|vault|garage|entry|access|pin|combination|combo)\b[^.\n]{0,20}?"
     r"\b(?:code|combination|pin|number)?\s*(?:is|:|=|was)\s*#?\d{3,8}\b"
@@ -141,6 +145,13 @@ def _aws_secret(token: str) -> bool:
     return all(classes) and _entropy(token) >= 4.2
 
 
+def _random_looking(token: str) -> bool:
+    """Upper and lower case and digits, spread like a random string (hex hashes and words are not)."""
+    core = token.strip("-_")
+    return (any(c.isupper() for c in core) and any(c.islower() for c in core) and sum(c.isdigit() for c in core) >= 2
+            and _entropy(core) >= 4.3)
+
+
 def _password_like(value: str) -> bool:
     """Three of: lower case, upper case, digit, symbol; or letters with digits. Never a plain word or number."""
     value = value.strip(".,;:!?\"'()")
@@ -177,8 +188,12 @@ def find_secrets(text: str) -> list[Finding]:
             if len(value) >= 3 and not _CODE_VALUE.match(value):
                 add("a password or secret value")
                 break
-    if labelled and _USER_AND_PASSWORD.search(text):
+    if labelled and any(not _CODE_VALUE.match(m.group(1)) for m in _USER_AND_PASSWORD.finditer(text)):
         add("a username and password")
+    if _TOKENISH.search(text) and _KEY_CONTEXT.search(text) and any(
+        _random_looking(m.group(0)) for m in _KEYISH.finditer(text)
+    ):
+        add("a high-entropy key or token")
     if labelled and (any(_password_like(m.group(1)) for m in _LABEL_THEN_VALUE.finditer(text))
                      or _PIN_THEN_DIGITS.search(text)):
         add("a password or secret value")
