@@ -157,8 +157,8 @@ def find_people(plain: str, view: str, *, ocr: bool = False) -> list[Finding]:
         found.append(Finding("pii", "name", "a person's name tied to a record"))
     if _DIGIT.search(lower):
         # The Latin view reads OCR's "D0B" as "dob"; the dates themselves keep their digits.
-        birth_view = latin_view(plain) if "0" in lower or "1" in lower else lower
-        if _BIRTH_HINT.search(birth_view) and _BIRTH.search(birth_view):
+        views = (lower, latin_view(plain)) if "0" in lower or "1" in lower else (lower,)
+        if any(_BIRTH_HINT.search(v) and _BIRTH.search(v) for v in views):
             found.append(Finding("pii", "dob", "a date of birth"))
         if _STREET_HINT.search(lower) and _ADDRESS.search(plain):
             # A shop's or a museum's address is printed on every notice: in a picture it needs company.
