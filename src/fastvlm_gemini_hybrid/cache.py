@@ -4,6 +4,9 @@ Two tiers: an in-memory LRU (every result, sensitive ones included, gone with th
 SQLite file under `FASTVLM_HYBRID_HOME` (never a sensitive result). Entries expire after a TTL,
 measured by an injectable clock so tests need not sleep. Blocked or partial answers are never cached
 (the processor does not offer them).
+
+The file is private (0600, in a 0700 home, its WAL files too), expired rows are deleted when it is
+opened, and `max_bytes` caps what it holds: past the cap the rows closest to expiry (the oldest) go.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
+from .files import private_dir, private_file
 
 Clock = Callable[[], float]
 
@@ -58,9 +62,12 @@ class ResultCache:
         *,
         clock: Clock = time.time,
         memory_items: int = 1024,
+        max_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         self.path = path
         self.ttl_s = ttl_s
+        self.max_bytes = max_bytes
+        self._bytes = 0  # size of the stored values, kept up to date on put (measured at open)
         self.clock = clock
         self.memory_items = memory_items
         self._memory: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
@@ -76,7 +83,8 @@ class ResultCache:
             return None
         if self._db is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(self.path.parent)
+                private_file(self.path)
                 db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
@@ -84,11 +92,31 @@ class ResultCache:
                     "CREATE TABLE IF NOT EXISTS results (key TEXT PRIMARY KEY, expires REAL NOT NULL,"
                     " backend TEXT NOT NULL, value TEXT NOT NULL)"
                 )
+                db.execute("CREATE INDEX IF NOT EXISTS results_expires ON results(expires)")
                 db.execute("CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+                for side in ("-wal", "-shm"):  # SQLite makes these with the umask's mode
+                    private_file(self.path.with_name(self.path.name + side), create=False)
+                db.execute("DELETE FROM results WHERE expires <= ?", (self.clock(),))
+                self._bytes = int(db.execute("SELECT COALESCE(SUM(LENGTH(value)), 0) FROM results").fetchone()[0])
             except sqlite3.DatabaseError as exc:
                 raise ConfigurationError(f"cannot open the result cache at {self.path}: {exc}") from None
             self._db = db
+            self._evict(db)
         return self._db
+
+    def _evict(self, db: sqlite3.Connection) -> None:
+        """Keep the file under `max_bytes`: drop the rows that expire first until it holds 90% of the cap."""
+        if self.max_bytes <= 0 or self._bytes <= self.max_bytes:
+            return
+        target = int(self.max_bytes * 0.9)
+        rows = db.execute("SELECT key, LENGTH(value) FROM results ORDER BY expires").fetchall()
+        doomed = []
+        for key, size in rows:
+            if self._bytes <= target:
+                break
+            doomed.append((key,))
+            self._bytes -= int(size)
+        db.executemany("DELETE FROM results WHERE key = ?", doomed)
 
     def _flush_counters(self, db: sqlite3.Connection) -> None:
         # Hit/miss counts live in memory (a write per lookup would cost more than the lookup) and
@@ -135,10 +163,13 @@ class ResultCache:
                 return
             db = self._conn()
             if db is not None:
+                text = json.dumps(value, default=str)
                 db.execute(
                     "INSERT OR REPLACE INTO results(key, expires, backend, value) VALUES (?, ?, ?, ?)",
-                    (key, expires, backend, json.dumps(value, default=str)),
+                    (key, expires, backend, text),
                 )
+                self._bytes += len(text)
+                self._evict(db)
 
     def _remember(self, key: str, expires: float, value: dict[str, Any]) -> None:
         self._memory[key] = (expires, dict(value))
@@ -156,6 +187,7 @@ class ResultCache:
             count = db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
             db.execute("DELETE FROM results")
             db.execute("DELETE FROM counters")
+            self._bytes = 0
             self._flushed = (self.hits, self.misses)
             db.execute("VACUUM")
             return int(count)

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     # cache, audit
     cache_enabled: bool = True
     cache_ttl_s: float = Field(7 * 24 * 3600.0, ge=0)
+    cache_max_bytes: int = Field(256 * 1024 * 1024, ge=0, description="the disk cache's size cap; oldest rows go first")
     audit_enabled: bool = True
     user: str | None = Field(None, description="recorded in the audit trail")
 
@@ -95,13 +96,21 @@ class Settings(BaseSettings):
     # NoDecode: the env value is 'k1,k2' (split by the validator), not JSON
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_upload_bytes: int = 50 * 1024 * 1024
-    max_image_pixels: int = 40_000_000
+    max_image_pixels: int = Field(40_000_000, description="pixels per picture, every frame of an animation counted")
+    max_image_frames: int = Field(64, ge=1, description="frames an animated picture may have")
+    max_tokens_limit: int = Field(4096, ge=1, description="the largest max_tokens a request may ask for")
     max_video_s: float = Field(600.0, gt=0, description="longest video the server accepts, in seconds")
     server_concurrency: int = Field(4, ge=1, description="model requests the server runs at once")
     server_queue: int = Field(64, ge=0, description="requests that may wait for a slot; beyond, the server sheds 503")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="empty = CORS off")
     keep_uploads: bool = Field(False, description="keep uploaded media under home/uploads after the request")
-    fetch_image_urls: bool = Field(True, description="let the server download http(s) image_url parts")
+    fetch_image_urls: bool = Field(False, description="let the server download http(s) image_url parts (off: SSRF)")
+    # NoDecode: the env value is 'a.com,*.b.org' (split by the validator), not JSON
+    fetch_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="hosts image URLs may name (exact or *.suffix); empty = any public host"
+    )
+    fetch_timeout_s: float = Field(10.0, gt=0, description="one deadline for a whole fetch, redirects included")
+    fetch_max_redirects: int = Field(3, ge=0, le=10)
 
     config_file: Path | None = Field(None, exclude=True)
 
@@ -110,6 +119,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("fetch_allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return [h.strip().lower() for h in value.split(",") if h.strip()]
         return value
 
     @field_validator("cors_origins", mode="before")

@@ -18,6 +18,7 @@ answer never waits for it; a cloud call awaits it, and a refusal moves on like a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -84,7 +85,8 @@ class HybridVLMProcessor:
         )
         if cache is True:
             cache = (
-                ResultCache(self.settings.cache_path, self.settings.cache_ttl_s, clock=clock)
+                ResultCache(self.settings.cache_path, self.settings.cache_ttl_s, clock=clock,
+                            max_bytes=self.settings.cache_max_bytes)
                 if self.settings.cache_enabled
                 else None
             )
@@ -136,6 +138,7 @@ class HybridVLMProcessor:
         `first` is the primary backend's outcome when a batch already computed it.
         """
         try:
+            self._admit(request)
             if decision is None:
                 decision = self.router.decide(request)
             if decision.sensitive and not request.sensitive:
@@ -154,11 +157,12 @@ class HybridVLMProcessor:
             result.route = decision = self._explained(request, result.route)
             if not result.cached:
                 self._cache_store(request, decision, result)
-            self._audit(request, decision, result=result)
-            return result
+            durable = self._audit(request, decision, result=result)
         except HybridError as exc:
             self._audit(request, decision, error=exc, latency_ms=(time.perf_counter() - start) * 1000.0)
             raise
+        await _durable(durable)  # the answer waits for its record (group commit keeps this cheap)
+        return result
 
     def run(self, request: Request, *, return_all: bool = False) -> Result:
         """Synchronous `arun`, on the processor's private loop (safe inside a running loop too)."""
@@ -431,6 +435,7 @@ class HybridVLMProcessor:
         from the primary backend and falls back like `fallback` mode.
         """
         start = time.perf_counter()
+        self._admit(request)
         decision = self.router.decide(request)
         if decision.sensitive and not request.sensitive:
             request = replace(request, sensitive=True)
@@ -439,7 +444,7 @@ class HybridVLMProcessor:
         if cached is not None:
             yield cached.response
             cached.latency_ms = (time.perf_counter() - start) * 1000.0
-            self._audit(request, decision, result=cached)
+            await _durable(self._audit(request, decision, result=cached))
             yield cached
             return
         attempts: list[Attempt] = []
@@ -465,12 +470,21 @@ class HybridVLMProcessor:
             result.route = decision = self._explained(request, decision)
             result.latency_ms = (time.perf_counter() - start) * 1000.0
             self._cache_store(request, decision, result)
-            self._audit(request, decision, result=result)
+            await _durable(self._audit(request, decision, result=result))
             yield result
             return
         error = _failure(failures)
         self._audit(request, decision, error=error, latency_ms=(time.perf_counter() - start) * 1000.0)
         raise error
+
+    def _admit(self, request: Request) -> None:
+        """Limits the settings put on any request, whichever face it came through."""
+        limit = self.settings.max_tokens_limit
+        if request.options.max_tokens > limit:
+            raise BadInputError(
+                f"max_tokens {request.options.max_tokens:,} is over the limit of {limit:,} "
+                "(FASTVLM_HYBRID_MAX_TOKENS_LIMIT)"
+            )
 
     # ------------------------------------------------------------------ privacy
     def _reaches_cloud(self, request: Request, decision: RouteDecision) -> bool:
@@ -569,11 +583,12 @@ class HybridVLMProcessor:
         result: Result | None = None,
         error: HybridError | None = None,
         latency_ms: float | None = None,
-    ) -> None:
+    ) -> concurrent.futures.Future[None] | None:
+        """Queue the request's audit record; the returned future is done once it is on disk."""
         if self.audit is None:
-            return
+            return None
         sensitive = decision.sensitive if decision is not None else True  # unknown: assume the worst
-        record = AuditLog.request_record(
+        record = self.audit.request_record(
             request_id=request.request_id,
             user=request.user or self.settings.user,
             prompt=request.prompt,
@@ -592,10 +607,7 @@ class HybridVLMProcessor:
             error=str(error) if error and not sensitive else (error.code if error else None),
             privacy=_privacy_summary(decision, error),
         )
-        try:
-            self.audit.append(record)
-        except OSError as exc:  # the answer is still valid; the operator must hear about it
-            log.error("could not write the audit record: %s", exc)
+        return self.audit.submit(record)[1]
 
     # ------------------------------------------------------------------ lifecycle
     async def health(self) -> dict[str, Any]:
@@ -632,6 +644,12 @@ class HybridVLMProcessor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _durable(future: concurrent.futures.Future[None] | None) -> None:
+    """Wait, without blocking the loop, until an audit record is on disk; `AuditWriteError` if it cannot be."""
+    if future is not None:
+        await asyncio.wrap_future(future)
 
 
 def _privacy_summary(decision: RouteDecision | None, error: HybridError | None) -> dict[str, Any] | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 import re
 import time
@@ -243,6 +244,21 @@ class GenerationOptions:
     seed: int | None = None
     system: str | None = None
     json_schema: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        # One place for every face (CLI, HTTP, OpenAI API, agents): a NaN or a negative count must be a
+        # 400 / exit 2 here, never a backend's stack trace later. The upper bound on max_tokens is the
+        # settings' (`max_tokens_limit`), checked by the processor.
+        if isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens <= 0:
+            raise BadInputError(f"max_tokens must be a positive whole number, got {self.max_tokens!r}")
+        for name, value, low, high, low_open in (("temperature", self.temperature, 0.0, 2.0, False),
+                                                 ("top_p", self.top_p, 0.0, 1.0, True)):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise BadInputError(f"{name} must be a finite number, got {value!r}")
+            if value > high or value < low or (low_open and value == low):
+                raise BadInputError(f"{name} must lie in {'(' if low_open else '['}{low:g}, {high:g}], got {value:g}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise BadInputError(f"seed must be a whole number, got {self.seed!r}")
 
     def key(self) -> dict[str, Any]:
         return asdict(self)

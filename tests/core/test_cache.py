@@ -64,3 +64,31 @@ def test_stats_and_clear(tmp_path: Path) -> None:
     assert (stats.entries, stats.hits, stats.misses) == (1, 1, 1)
     assert cache.clear() == 1
     assert cache.get("a") is None
+
+
+def test_the_cache_file_is_private_and_capped(tmp_path: Path) -> None:
+    import os
+
+    home = tmp_path / "home"
+    cache = ResultCache(home / "cache.sqlite3", 100.0, max_bytes=20_000)
+    for i in range(100):
+        cache.put(f"k{i}", {"response": "x" * 1000}, backend="fastvlm")
+    stats = cache.stats()
+    assert stats.bytes <= 20_000 and stats.entries < 100
+    assert cache.get("k99") is not None  # the newest survive
+    cache.close()
+    assert home.stat().st_mode & 0o777 == 0o700
+    for path in home.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
+    assert os.path.getsize(home / "cache.sqlite3") > 0
+
+
+def test_expired_rows_are_purged_when_the_file_opens(tmp_path: Path) -> None:
+    now = [1000.0]
+    cache = ResultCache(tmp_path / "c.sqlite3", 10.0, clock=lambda: now[0])
+    cache.put("old", {"response": "a"}, backend="fastvlm")
+    cache.close()
+    now[0] += 60
+    reopened = ResultCache(tmp_path / "c.sqlite3", 10.0, clock=lambda: now[0])
+    assert reopened.stats().expired == 0 and reopened.stats().entries == 0
+    reopened.close()

@@ -1,4 +1,4 @@
-"""`cache stats|clear`, `audit verify`, `config show`: housekeeping commands."""
+"""`cache stats|clear`, `audit verify|head`, `config show`: housekeeping commands."""
 
 from __future__ import annotations
 
@@ -44,10 +44,22 @@ def _audit_verify(args: argparse.Namespace) -> int:
     report = AuditLog(settings.audit_path).verify()
     if report.ok:
         text = f"audit trail intact: {report.records} records ({settings.audit_path})"
+        if report.notes:  # what a crash leaves: reported, not an error
+            text += "\n" + "\n".join(f"note: {n}" for n in report.notes)
     else:
-        text = f"audit trail BROKEN ({len(report.problems)} problems):\n" + "\n".join(report.problems)
+        text = f"audit trail TAMPERED ({len(report.problems)} problems):\n" + "\n".join(report.problems)
     emit(args, report.to_dict(), text)
     return 0 if report.ok else 1
+
+
+def _audit_head(args: argparse.Namespace) -> int:
+    from ..audit import AuditLog
+
+    settings = settings_from_args(args)
+    head = AuditLog(settings.audit_path).head()
+    text = f"record {head['seq']}  mac {head['hash']}  head-mac {head['mac']}"
+    emit(args, head, text)
+    return 0
 
 
 def _config_show(args: argparse.Namespace) -> int:
@@ -66,11 +78,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_json_flag(p)
         p.set_defaults(handler=fn)
 
-    audit = sub.add_parser("audit", help="the hash-chained audit trail").add_subparsers(dest="action", metavar="ACTION")
+    audit = sub.add_parser("audit", help="the HMAC-chained audit trail").add_subparsers(dest="action", metavar="ACTION")
     audit.required = True
-    p = audit.add_parser("verify", help="check that no record was edited or removed")
+    p = audit.add_parser("verify", help="check that no record was edited or removed (exit 1 if one was)")
     add_json_flag(p)
     p.set_defaults(handler=_audit_verify)
+    p = audit.add_parser("head", help="the last record's MAC, to copy elsewhere now and then (anchoring)")
+    add_json_flag(p)
+    p.set_defaults(handler=_audit_head)
 
     config = sub.add_parser("config", help="settings").add_subparsers(dest="action", metavar="ACTION")
     config.required = True

@@ -62,9 +62,12 @@ def request_from_args(args: argparse.Namespace, prompt: str, media: list[Any] | 
         "temperature": getattr(args, "temperature", None),
         "system": getattr(args, "system", None),
     }
-    options = GenerationOptions(**{k: v for k, v in option_values.items() if v is not None})
-    if options.max_tokens <= 0:
-        raise BadInputError("--max-tokens must be positive")
+    try:
+        options = GenerationOptions(**{k: v for k, v in option_values.items() if v is not None})
+    except BadInputError as exc:  # name the flag the user typed
+        flags = str(exc).replace("max_tokens", "--max-tokens").replace("temperature", "--temperature")
+        raise BadInputError(flags) from None
+
     hints = {
         "mode": args.mode,
         "domain": args.domain,

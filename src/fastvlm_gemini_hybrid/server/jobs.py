@@ -24,6 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..errors import BadInputError, HybridError
+from ..files import private_dir
 from ..types import Attachment
 from . import sse
 from .api import state_of
@@ -212,7 +213,7 @@ async def _in_thread(state: ServerState, job: Job, att: Attachment, work: Callab
     keep = state.settings.keep_uploads
     folder = state.settings.home / "uploads"
     if keep:
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)  # kept clips are as private as the cache (mkstemp makes the files 0600)
     suffix = Path(att.name or "clip.mp4").suffix or ".mp4"
     fh = tempfile.NamedTemporaryFile(suffix=suffix, delete=False, dir=folder if keep else None)
     path = Path(fh.name)
