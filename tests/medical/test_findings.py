@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from fastvlm_gemini_hybrid.medical import findings
@@ -12,17 +15,74 @@ def test_parse_strict_json_and_fenced_json() -> None:
     body = '{"findings": [{"finding": "Left pneumothorax", "location": "left apex"}], "impression": "PTX"}'
     text = f"```json\n{body}\n```"
     parsed = findings.parse_model_output(text)
-    assert parsed.valid_json and parsed.impression == "PTX"
+    assert parsed.valid_json and parsed.impression == "PTX" and parsed.reason is None
     assert [(f.text, f.location, f.present) for f in parsed.findings] == [("Left pneumothorax", "left apex", True)]
-    absent = findings.parse_model_output('{"findings": [{"finding": "effusion", "present": false}, "nodule"]}')
+    absent = findings.parse_model_output(
+        '{"findings": [{"finding": "effusion", "present": false}, {"finding": "nodule", "location": null}],'
+        ' "impression": ""}'
+    )
     assert [(f.text, f.present) for f in absent.findings] == [("effusion", False), ("nodule", True)]
+    assert not absent.indeterminate
 
 
-def test_invalid_json_keeps_the_models_own_words() -> None:
+def test_invalid_json_claims_nothing_and_says_why() -> None:
     parsed = findings.parse_model_output("The lungs look  clear to me")
-    assert not parsed.valid_json and parsed.notes
-    assert [f.text for f in parsed.findings] == ["The lungs look clear to me"]
-    assert findings.parse_model_output("   ").findings == []
+    assert not parsed.valid_json and parsed.findings == [] and parsed.impression == ""
+    assert parsed.reason == "the model's answer was not valid JSON"
+    assert findings.grade(parsed) == "indeterminate"
+
+
+@pytest.mark.parametrize(
+    ("text", "kwargs", "reason"),
+    [
+        ("", {}, "the model's answer was empty"),
+        ("  \n ", {}, "the model's answer was empty"),
+        ("Declined: large pneumothorax", {"blocked": True, "finish_reason": "SAFETY"},
+         "the model declined to answer (blocked: SAFETY)"),
+        ('{"findings": [], "impression": "Normal."}', {"finish_reason": "error"},
+         "the model's answer ended with an error"),
+        ("I'm sorry, but I can't help with interpreting medical images.", {}, "the model declined to read the image"),
+        ('{"findings": [], "impression": "I cannot interpret medical images."}', {},
+         "the model declined to read the image"),
+        ('{"findings": [{"finding": "pneumoth', {"finish_reason": "length"},
+         "the model's answer was cut off before its JSON ended"),
+        ("Normal chest, no acute findings.", {}, "the model's answer was not valid JSON"),
+        ('["normal"]', {}, "the model's answer was not valid JSON"),
+        ('{"findings": [{"finding": "Large pneumothorax"}]}', {}, "'impression' is missing"),
+        ('{"impression": "Normal study."}', {}, "'findings' is missing"),
+        ('{"findings": "normal", "impression": "Normal."}', {}, "'findings' is not a list"),
+        ('{"findings": [], "impression": 3}', {}, "'impression' is not a string"),
+        ('{"findings": ["nodule"], "impression": ""}', {}, "findings[0] is not an object"),
+        ('{"findings": [{"finding": 7}], "impression": ""}', {}, "findings[0].finding is missing or not a string"),
+        ('{"findings": [{"finding": "pneumothorax", "present": "no"}], "impression": "Normal."}', {},
+         "findings[0].present is not true or false"),
+        ('{"findings": [{"finding": "x", "location": 4}], "impression": ""}', {}, "findings[0].location is not"),
+        ('{"findings": [{"finding": "  "}], "impression": " "}', {}, "held no findings and no impression"),
+    ],
+)
+def test_unreadable_answers_are_indeterminate_with_a_reason(text: str, kwargs: dict[str, Any], reason: str) -> None:
+    parsed = findings.parse_model_output(text, **kwargs)
+    assert parsed.indeterminate and reason in (parsed.reason or "")
+    assert parsed.findings == [] and parsed.impression == "" and not parsed.valid_json
+    assert findings.grade(parsed) == "indeterminate"
+    assert findings.notifications(parsed, "r1") == []
+
+
+@pytest.mark.parametrize(
+    "impression",
+    ["I cannot exclude a small pneumothorax.", "I cannot see a fracture.", "The left base cannot be assessed."],
+)
+def test_hedged_readings_are_not_refusals(impression: str) -> None:
+    parsed = findings.parse_model_output(json.dumps({"findings": [], "impression": impression}))
+    assert not parsed.indeterminate and parsed.impression == impression
+
+
+def test_rules_neither_escalate_nor_clear_an_indeterminate_study() -> None:
+    critical = Parsed([Finding("Large pneumothorax")], "Free air.", False, reason="the model's answer was empty")
+    assert findings.grade(critical) == "indeterminate" and findings.notifications(critical, "r1") == []
+    clear = Parsed([Finding("Lungs clear")], "Normal study.", False, reason="the model's answer was empty")
+    assert findings.grade(clear) == "indeterminate"
+    assert "indeterminate" in findings.SEVERITIES and "indeterminate" not in findings.GRADES
 
 
 @pytest.mark.parametrize(

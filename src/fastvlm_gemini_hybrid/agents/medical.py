@@ -6,6 +6,10 @@ and medical, `cloud-only` is refused before any file is opened, and a result tha
 backend (which the router should never allow) is rejected rather than reported. Prompts carry only
 modality, body part and panel layout; the image is a freshly encoded PNG with no metadata; every
 string that leaves (report files, stdout, audit) is scrubbed of the source's identifying values.
+
+An answer the agent cannot read (empty, blocked or refused, not JSON, not the findings schema) still
+gives a report, graded `indeterminate` with the reason and no findings, and an audit outcome of
+minor failure: the study was opened but not read, which must never look like a normal read.
 """
 
 from __future__ import annotations
@@ -127,7 +131,8 @@ class MedicalAgent:
         )
         result: Result = await self.processor.arun(request)
         self._ensure_local(result)
-        parsed = findings.parse_model_output(result.response)
+        parsed = findings.parse_model_output(result.response, blocked=result.blocked,
+                                             finish_reason=result.finish_reason)
         severity = findings.grade(parsed)
         report_id = uuid.uuid4().hex[:16]
         report = Report(
@@ -138,6 +143,7 @@ class MedicalAgent:
             findings=parsed.findings,
             impression=parsed.impression,
             severity=severity,
+            severity_reason=parsed.reason,
             backend=result.backend,
             model=result.model,
             panels=rendered.panels,
@@ -208,7 +214,8 @@ class MedicalAgent:
             {
                 "type": AUDIT_TYPE,
                 "action": "R",  # FHIR AuditEvent action: read
-                "outcome": "0",  # FHIR: success
+                # FHIR: success; 4 (minor failure) when the model's answer could not be read
+                "outcome": "4" if report.severity == findings.INDETERMINATE else "0",
                 "agent": {"who": self.user, "software": "fastvlm-gemini-hybrid medical agent"},
                 "entity": {"what": report.study_ref, "type": "imaging-study", "modality": report.modality,
                            "files": study.file_count},
@@ -217,6 +224,7 @@ class MedicalAgent:
                 "cloud": False,
                 "report_id": report.report_id,
                 "severity": report.severity,
+                "severity_reason": report.severity_reason,
                 "critical_notifications": len(report.notifications),
                 "burned_in_text_suspected": report.burned_in_text["suspected"],
                 "deidentified": True,

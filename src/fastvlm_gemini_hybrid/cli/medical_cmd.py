@@ -86,15 +86,25 @@ def run_medical(args: argparse.Namespace) -> int:
 
 
 def _human(report: dict[str, Any]) -> str:
+    """The terminal view of one report. An indeterminate study prints its reason and no findings, so
+    the line can never be mistaken for a normal read; notes (e.g. burned-in text) are printed too."""
+    from ..medical.report import UNREAD, severity_of
+
+    severity, reason = severity_of(report)
     part = f" {report['body_part'].lower()}" if report["body_part"] else ""
-    lines = [f"Study {report['study']} ({report['modality']}{part}): severity {report['severity']}"]
-    for f in report["findings"]:
+    lines = [f"Study {report['study']} ({report['modality']}{part}): severity {severity}"]
+    if reason:
+        lines[0] += f": {reason}"
+        lines.append(f"  No findings recorded: {UNREAD}.")
+    for f in [] if reason else report["findings"]:
         mark = "-" if f.get("present", True) else "- not seen:"
         tag = f" [ACR {f['category']}: {f['rule']}]" if f.get("category") else ""
         lines.append(f"  {mark} {f['text']}{tag}")
-    if report["impression"]:
+    if report["impression"] and not reason:
         lines.append(f"  Impression: {report['impression']}")
     for n in report["notifications"]:
         lines.append(f"  CRITICAL: {n['finding']} - communicate within {n['communicate_within']}")
+    for note in report.get("notes") or []:
+        lines.append(f"  Note: {note}")
     lines.append(f"  ({report['backend']}, audit {report['audit_id']}) {report['disclaimer']}")
     return "\n".join(lines)

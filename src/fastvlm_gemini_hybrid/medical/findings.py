@@ -5,6 +5,10 @@ Why rules on top of the model: a small local VLM is not trusted to grade urgency
 what it sees; deterministic, reviewable rules (with negation handling, so "no pneumothorax" is not
 an emergency) decide severity, and a critical term always produces a notification record for a
 clinician to acknowledge.
+
+An answer that cannot be read (empty, refused or blocked, not JSON, JSON that breaks the schema) is
+graded `indeterminate` with a reason, never `normal`: "the model said nothing" is not "the model saw
+nothing", and the rules never run on words that were not read as findings.
 """
 
 from __future__ import annotations
@@ -15,7 +19,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-SEVERITIES = ("normal", "minor", "significant", "critical")
+#: the grades the rules assign to a read study, least to most urgent (they only ever move a study up)
+GRADES = ("normal", "minor", "significant", "critical")
+#: the model's answer could not be read, so the study was not graded: never shown as normal
+INDETERMINATE = "indeterminate"
+SEVERITIES = (*GRADES, INDETERMINATE)
 
 #: the JSON shape the model must answer with (also passed as `json_schema` to backends that enforce it)
 FINDINGS_SCHEMA: dict[str, Any] = {
@@ -99,6 +107,16 @@ _NORMAL = re.compile(
     r"no significant)\b",
     re.I,
 )
+# A first-person refusal ("I'm sorry", "I cannot interpret this image"). First person and task verbs
+# on purpose: radiology prose says "cannot be assessed", "I cannot exclude" or "I cannot see a
+# fracture", which are readings, not refusals.
+_TASK = r"(help|assist|provide|interpret|analy[sz]e|read|review|view|open|access|diagnose|comply|answer|describe)"
+_REFUSAL = re.compile(
+    rf"\b(I(['\u2019]m| am)? sorry|I apologi[sz]e|as an AI\b|language model|I(['\u2019]m| am)? (unable|not able) to "
+    rf"{_TASK}|I (cannot|can['\u2019]t|can not|won['\u2019]t|will not) {_TASK})\b",
+    re.I,
+)
+_TRUNCATED = ("length", "max_tokens", "length_partial")
 
 
 @dataclass
@@ -115,10 +133,23 @@ class Finding:
 
 @dataclass
 class Parsed:
+    """The model's answer as findings. `reason` set means it could not be read: no findings, no
+    impression, and `grade` says indeterminate whatever the rest holds."""
+
     findings: list[Finding]
     impression: str
     valid_json: bool
     notes: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+    @property
+    def indeterminate(self) -> bool:
+        return self.reason is not None
+
+
+def unread(reason: str) -> Parsed:
+    """An answer that was not read: it claims nothing, and says why."""
+    return Parsed([], "", False, [], reason)
 
 
 def build_prompt(modality: str, body_part: str, panels: list[str]) -> str:
@@ -143,31 +174,63 @@ def _json_block(text: str) -> Any:
     return json.loads(cleaned[start : end + 1])
 
 
-def parse_model_output(text: str) -> Parsed:
-    """The model's answer -> findings. Invalid JSON keeps the model's own words as one finding
-    (flagged `valid_json: False`) rather than inventing any."""
+def schema_problem(data: Any) -> str | None:
+    """What makes `data` break `FINDINGS_SCHEMA`, in a few words, or None when it fits. Checked by
+    hand (no jsonschema dependency) and strictly: a half-right answer is not read as a full one."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for key, kind, name in (("findings", list, "a list"), ("impression", str, "a string")):
+        if key not in data:
+            return f"'{key}' is missing"
+        if not isinstance(data[key], kind):
+            return f"'{key}' is not {name}"
+    for i, item in enumerate(data["findings"]):
+        if not isinstance(item, dict):
+            return f"findings[{i}] is not an object"
+        if not isinstance(item.get("finding"), str):
+            return f"findings[{i}].finding is missing or not a string"
+        if item.get("location") is not None and not isinstance(item["location"], str):
+            return f"findings[{i}].location is not a string"
+        if "present" in item and not isinstance(item["present"], bool):
+            return f"findings[{i}].present is not true or false"
+    return None
+
+
+def parse_model_output(text: str, *, blocked: bool = False, finish_reason: str | None = None) -> Parsed:
+    """The model's answer -> findings, or an unread answer with its reason (see `unread`).
+
+    `blocked` and `finish_reason` come from the backend's result: a safety block or an errored
+    generation is unread whatever its text says."""
+    if blocked:
+        return unread(f"the model declined to answer (blocked{f': {finish_reason}' if finish_reason else ''})")
+    if finish_reason == "error":
+        return unread("the model's answer ended with an error")
+    if not text.strip():
+        return unread("the model's answer was empty")
     try:
         data = _json_block(text)
-        if not isinstance(data, dict):
-            raise ValueError("not an object")
-    except ValueError:
-        raw = " ".join(text.split())[:2000]
-        return Parsed([Finding(raw)] if raw else [], "", False, ["the model did not answer with valid JSON"])
-    findings: list[Finding] = []
-    for item in data.get("findings") or []:
-        if isinstance(item, str) and item.strip():
-            findings.append(Finding(item.strip()))
-        elif isinstance(item, dict) and str(item.get("finding", "")).strip():
-            present = item.get("present", True)
-            findings.append(
-                Finding(
-                    text=str(item["finding"]).strip(),
-                    location=str(item.get("location") or "").strip(),
-                    present=present is not False and str(present).lower() != "false",
-                )
-            )
-    impression = data.get("impression")
-    return Parsed(findings, str(impression).strip() if impression else "", True)
+    except (ValueError, RecursionError):
+        if _REFUSAL.search(text):
+            return unread("the model declined to read the image")
+        if finish_reason in _TRUNCATED:
+            return unread("the model's answer was cut off before its JSON ended")
+        return unread("the model's answer was not valid JSON")
+    problem = schema_problem(data)
+    if problem is not None:
+        return unread(f"the model's answer did not match the findings schema: {problem}")
+    findings = [
+        Finding(text=item["finding"].strip(), location=(item.get("location") or "").strip(),
+                present=item.get("present", True))
+        for item in data["findings"]
+        if item["finding"].strip()
+    ]
+    impression = data["impression"].strip()
+    if not findings and not impression:
+        return unread("the model's answer held no findings and no impression")
+    said = [f.text for f in findings] + ([impression] if impression else [])
+    if all(_REFUSAL.search(t) for t in said):  # JSON-shaped, but every word of it is a refusal
+        return unread("the model declined to read the image")
+    return Parsed(findings, impression, True)
 
 
 def is_negated(text: str, start: int, end: int) -> bool:
@@ -188,12 +251,15 @@ def match_rules(text: str) -> list[CriticalRule]:
 
 
 def grade(parsed: Parsed) -> str:
-    """Apply the rules to each finding and the impression; return the study's severity."""
-    severity = "normal"
+    """Apply the rules to each finding and the impression; return the study's severity. An unread
+    answer is `indeterminate` before any rule runs, so rules can neither escalate nor clear it."""
+    if parsed.indeterminate:
+        return INDETERMINATE
+    severity = GRADES[0]
 
     def raise_to(level: str) -> None:
         nonlocal severity
-        if SEVERITIES.index(level) > SEVERITIES.index(severity):
+        if GRADES.index(level) > GRADES.index(severity):
             severity = level
 
     for finding in parsed.findings:
@@ -211,7 +277,10 @@ def grade(parsed: Parsed) -> str:
 
 
 def notifications(parsed: Parsed, report_ref: str) -> list[dict[str, Any]]:
-    """One notification record per ACR category-1 term found (un-negated) in findings or impression."""
+    """One notification record per ACR category-1 term found (un-negated) in findings or impression;
+    none for an unread answer (its words were not read as findings)."""
+    if parsed.indeterminate:
+        return []
     seen: dict[str, CriticalRule] = {}
     texts = [f.text for f in parsed.findings if f.present] + [parsed.impression]
     for text in texts:

@@ -2,24 +2,42 @@
 
 Why a scrub at the last step: whatever path a string took (model output, header value, file name),
 `Report.to_dict` is the one door every export goes through, so the PHI scrub happens there.
+
+Why `severity_of`: every view (terminal, Markdown, HTML, SR) reads the severity through it, so a
+report dict with a missing or unknown severity shows as indeterminate, never as normal.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from .deid import scrub
-from .findings import Finding
+from .findings import INDETERMINATE, SEVERITIES, Finding
 
 DISCLAIMER = (
     "AI-generated draft for review by a qualified clinician. It is not a diagnosis and must not be "
     "acted on without clinical review."
 )
+#: what an indeterminate study means for whoever reads the report (no word that could read as "normal")
+UNREAD = "this study was not read by the model and needs a clinician's read"
+_NO_REASON = "the model's answer could not be read"
+
+
+def severity_of(data: Mapping[str, Any]) -> tuple[str, str | None]:
+    """(severity, reason) of a report dict. Reason is set only for indeterminate; a missing or unknown
+    severity is indeterminate too, so no view can fall back to a default that reads as normal."""
+    severity = data.get("severity")
+    if severity not in SEVERITIES:
+        return INDETERMINATE, "the report carries no valid severity"  # the bad value is not echoed: it may say normal
+    if severity == INDETERMINATE:
+        return INDETERMINATE, str(data.get("severity_reason") or _NO_REASON)
+    return str(severity), None
 
 
 @dataclass
@@ -32,7 +50,7 @@ class Report:
     body_part: str
     findings: list[Finding]
     impression: str
-    severity: str
+    severity: str  # one of findings.SEVERITIES
     backend: str
     model: str
     panels: list[str]
@@ -45,6 +63,16 @@ class Report:
     files: dict[str, str] = field(default_factory=dict)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     identifiers: set[str] = field(default_factory=set, repr=False)  # what to scrub; never exported
+    severity_reason: str | None = None  # why the study is indeterminate; None for a graded study
+
+    def __post_init__(self) -> None:
+        # Fail loudly on a severity outside the contract rather than let a view guess one.
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"unknown severity {self.severity!r}; expected one of {', '.join(SEVERITIES)}")
+        if self.severity == INDETERMINATE:
+            self.severity_reason = self.severity_reason or _NO_REASON
+        else:
+            self.severity_reason = None
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -53,6 +81,7 @@ class Report:
             "findings": [f.to_dict() for f in self.findings],
             "impression": self.impression,
             "severity": self.severity,
+            "severity_reason": self.severity_reason,
             "backend": self.backend,
             "deidentified": True,
             "disclaimer": DISCLAIMER,
@@ -73,13 +102,15 @@ class Report:
 
 
 def to_markdown(data: dict[str, Any]) -> str:
-    """A human-readable draft, disclaimer first so nobody reads findings without it."""
+    """A human-readable draft, disclaimer first so nobody reads findings without it. An indeterminate
+    study says so, with its reason, in the severity line, the findings and the impression."""
+    severity, reason = severity_of(data)
     lines = [
         f"# Draft {data['modality']} report" + (f": {data['body_part'].lower()}" if data["body_part"] else ""),
         "",
         f"> **{data['disclaimer']}**",
         "",
-        f"- Severity: **{data['severity']}**",
+        f"- Severity: **{severity}**" + (f": {reason}; {UNREAD}" if reason else ""),
         f"- Read locally by: {data['backend']} ({data['model']})",
         f"- Study: {data['study']} (pseudonymous); report {data['report_id']}; audit {data['audit_id']}",
         f"- Image shown to the model: {', '.join(data['panels'])}",
@@ -87,14 +118,17 @@ def to_markdown(data: dict[str, Any]) -> str:
     if data["burned_in_text"].get("suspected"):
         lines.append(f"- Burned-in text suspected: {data['burned_in_text']['reason']}")
     lines += ["", "## Findings", ""]
-    if not data["findings"]:
+    if reason:
+        lines.append(f"None recorded: {reason}.")
+    elif not data["findings"]:
         lines.append("The model reported no findings.")
-    for f in data["findings"]:
+    for f in [] if reason else data["findings"]:
         where = f" ({f['location']})" if f.get("location") else ""
         tag = f" - ACR category {f['category']} ({f['rule']})" if f.get("category") else ""
         prefix = "" if f.get("present", True) else "Not seen: "
         lines.append(f"- {prefix}{f['text']}{where}{tag}")
-    lines += ["", "## Impression", "", data["impression"] or "The model gave no impression.", ""]
+    impression = f"Indeterminate: {reason}; {UNREAD}." if reason else data["impression"]
+    lines += ["", "## Impression", "", impression or "The model gave no impression.", ""]
     if data["notifications"]:
         lines += ["## Critical-finding notifications", ""]
         for n in data["notifications"]:

@@ -4,6 +4,10 @@ Why from the de-identified header: highdicom copies the patient and study module
 it is given. Handing it only the de-identified key-image header (no pixels) means the SR can carry
 nothing the de-identification removed; a final leak check against the original identifiers runs on
 the SR itself before it is written.
+
+An indeterminate study (the model's answer could not be read) carries no Finding items; its
+Impression item says "Indeterminate" with the reason, so a PACS viewer never shows it as a normal
+read, and the severity comment carries the reason too.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from .._optional import require
 from . import EXTRA
 from .deid import remove_leaks
+from .report import UNREAD, severity_of
 
 _MANUFACTURER = "fastvlm-gemini-hybrid"
 _TYPE2_COPIED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
@@ -34,18 +39,19 @@ def build_sr(report: dict[str, Any], evidence: Any, identifiers: set[str]) -> An
         if keyword not in evidence:
             setattr(evidence, keyword, "")
     contains = hd.sr.RelationshipTypeValues.CONTAINS
+    severity, reason = severity_of(report)
     items = []
-    for finding in report["findings"]:
+    for finding in [] if reason else report["findings"]:
         text = finding["text"] + (f" ({finding['location']})" if finding.get("location") else "")
         if not finding.get("present", True):
             text = f"Not seen: {text}"
         items.append(hd.sr.TextContentItem(_concept("121071", "DCM", "Finding"), text[:1024], contains))
-    if report["impression"]:
-        items.append(
-            hd.sr.TextContentItem(_concept("121073", "DCM", "Impression"), report["impression"][:1024], contains)
-        )
+    impression = f"Indeterminate: {reason}; {UNREAD}." if reason else report["impression"]
+    if impression:
+        items.append(hd.sr.TextContentItem(_concept("121073", "DCM", "Impression"), impression[:1024], contains))
     comment = _concept("121106", "DCM", "Comment")
-    items.append(hd.sr.TextContentItem(comment, f"Severity: {report['severity']}", contains))
+    items.append(hd.sr.TextContentItem(comment, f"Severity: {severity}" + (f" ({reason})" if reason else ""),
+                                       contains))
     items.append(hd.sr.TextContentItem(comment, report["disclaimer"], contains))
     root = hd.sr.ContainerContentItem(name=_concept("18748-4", "LN", "Diagnostic imaging report"))
     root.ContentSequence = hd.sr.ContentSequence(items, is_root=False)
