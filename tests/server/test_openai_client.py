@@ -59,21 +59,18 @@ def test_openai_client_chat_models_stream_and_errors(app_factory: Callable[..., 
         bad_key.models.list()
 
 
-def test_image_urls_are_fetched_by_the_server(app_factory: Callable[..., Any], live_server: Any) -> None:
-    """An http image_url is downloaded (here from the same local server's /models path) within limits."""
-    from PIL import Image
+def test_image_urls_are_not_fetched_unless_enabled(app_factory: Callable[..., Any], live_server: Any) -> None:
+    """Through the real OpenAI client: an http image_url is refused with a message naming the fix, and even
+    with downloads on, a URL of this machine is refused (SSRF); tests/server/test_ssrf.py covers the rest."""
+    from fastvlm_gemini_hybrid.server import media
 
-    app, proc = app_factory(cloud="fetched")
-    folder = proc.settings.models_dir / "onnx" / "pics"
-    folder.mkdir(parents=True)
-    Image.new("RGB", (8, 8), (9, 9, 9)).save(folder / "x.png")
-    srv = live_server(app)
-    client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=10)
-    url = f"{srv.url}/models/pics/x.png"
-    out = client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": [
-        {"type": "text", "text": "describe"}, {"type": "image_url", "image_url": {"url": url}}]}])
-    assert out.choices[0].message.content == "fetched"
-    assert proc.backend("gemini").calls[-1].attachments[0].mime == "image/png"
-    with pytest.raises(openai.BadRequestError, match="404"):
-        client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": [
-            {"type": "text", "text": "describe"}, {"type": "image_url", "image_url": {"url": url + ".gone"}}]}])
+    for enabled, message in ((False, media.FETCH_DISABLED), (True, media.FETCH_FAILED)):
+        app, proc = app_factory(cloud="fetched", fetch_image_urls=enabled)
+        srv = live_server(app)
+        client = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=10)
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="gemini", messages=[{"role": "user", "content": [
+                {"type": "text", "text": "describe"},
+                {"type": "image_url", "image_url": {"url": f"{srv.url}/models/pics/x.png"}}]}])
+        assert message in str(caught.value)
+        assert proc.backend("gemini").calls == []

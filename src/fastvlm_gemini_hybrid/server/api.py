@@ -92,7 +92,7 @@ async def stream_response(
 @router.post("/v1/route")
 async def route(request: Request) -> Any:
     state = state_of(request)
-    fields, attachments = await read_input(request, state)
+    fields, attachments = await read_input(request, state, fetch_urls=False)  # routing never fetches a URL
     # With pictures, the egress gate's local inspection names what they show (no model is called).
     decision = await state.processor.aexplain(request_from(fields, attachments))
     return JSONResponse(decision.to_dict())

@@ -46,8 +46,6 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
     async def lifespan(app: Any) -> Any:
         yield
         await state.jobs.aclose()
-        if state.http_client is not None:
-            await state.http_client.aclose()
         if owns:
             await processor.aclose()
 

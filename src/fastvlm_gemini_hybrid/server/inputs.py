@@ -22,8 +22,14 @@ FAST_BODY_LIMIT = 1 << 20
 HINT_FIELDS = ("mode", "domain", "latency", "model")
 
 
-async def read_input(request: Any, state: ServerState, *, media: bool = True) -> tuple[dict[str, Any], list[Any]]:
-    """(fields, attachments). `media=False` keeps uploads as (name, bytes) pairs for jobs to spool."""
+async def read_input(
+    request: Any, state: ServerState, *, media: bool = True, fetch_urls: bool = True,
+) -> tuple[dict[str, Any], list[Any]]:
+    """(fields, attachments). `media=False` keeps uploads as (name, bytes) pairs for jobs to spool.
+
+    `fetch_urls=False` keeps http(s) attachments as unfetched URLs: `/v1/route` answers without any
+    network access, so it cannot be used to make this server connect anywhere.
+    """
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json"):
         from .app import json_loads
@@ -36,7 +42,7 @@ async def read_input(request: Any, state: ServerState, *, media: bool = True) ->
             raise BadInputError("attachments must be a list of URL or data: URI strings")
         if len(refs) > MAX_FILES:
             raise BadInputError(f"at most {MAX_FILES} attachments per request")
-        atts = [await attachment_from_url(r, state.settings, state.http_client) for r in refs]
+        atts = [await attachment_from_url(r, state.settings, fetch_urls=fetch_urls) for r in refs]
         return data, atts
     if ctype.startswith("multipart/form-data") and _small(request):
         items = _fast_form(await request.body(), ctype)
@@ -115,10 +121,7 @@ def options_from(fields: dict[str, Any]) -> GenerationOptions:
         "temperature": parse_number(fields.get("temperature"), "temperature", float),
         "system": fields.get("system") or None,
     }
-    options = GenerationOptions(**{k: v for k, v in values.items() if v is not None})
-    if options.max_tokens <= 0:
-        raise BadInputError("max_tokens must be positive")
-    return options
+    return GenerationOptions(**{k: v for k, v in values.items() if v is not None})
 
 
 def request_from(fields: dict[str, Any], attachments: list[Attachment], *, user: str | None = None) -> Request:

@@ -85,7 +85,7 @@ async def to_request(payload: dict[str, Any], state: ServerState) -> HybridReque
     if len(turns) > 1:
         history = "\n".join(f"{role.capitalize()}: {text}" for role, text in turns[:-1])
         prompt = f"Conversation so far:\n{history}\n\nUser: {prompt}"
-    attachments: list[Attachment] = [await attachment_from_url(r, state.settings, state.http_client) for r in refs]
+    attachments: list[Attachment] = [await attachment_from_url(r, state.settings) for r in refs]
     mode, pinned_model = _pin(str(payload.get("model") or "hybrid"), state)
     if payload.get("mode"):
         mode = Mode.parse(payload["mode"])
@@ -133,22 +133,29 @@ def _pin(model: str, state: ServerState) -> tuple[Mode | None, str | None]:
 
 
 def _options(payload: dict[str, Any], system: str | None) -> GenerationOptions:
-    max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens") or 256
+    # `is None`, not `or`: an explicit 0 is a client error (400), not a request for the default
+    max_tokens = next((payload[k] for k in ("max_completion_tokens", "max_tokens") if payload.get(k) is not None), 256)
     schema = None
     fmt = payload.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema")
     try:
-        options = GenerationOptions(
-            max_tokens=int(max_tokens), temperature=float(payload.get("temperature") or 0.0),
-            top_p=float(payload.get("top_p") if payload.get("top_p") is not None else 1.0),
-            seed=int(payload["seed"]) if payload.get("seed") is not None else None, system=system, json_schema=schema,
-        )
-    except (TypeError, ValueError):
+        numbers = {
+            "max_tokens": _whole(max_tokens), "temperature": float(payload.get("temperature") or 0.0),
+            "top_p": float(payload.get("top_p") if payload.get("top_p") is not None else 1.0),
+            "seed": _whole(payload["seed"]) if payload.get("seed") is not None else None,
+        }
+    except (TypeError, ValueError, OverflowError):
         raise BadInputError("max_tokens, temperature, top_p and seed must be numbers") from None
-    if options.max_tokens <= 0:
-        raise BadInputError("max_tokens must be positive")
-    return options
+    return GenerationOptions(**numbers, system=system, json_schema=schema)  # range checks: BadInputError (400)
+
+
+def _whole(value: Any) -> int:
+    """A JSON number that is a whole number ("1e30" is one, but too large for any limit: kept as is)."""
+    number = float(value) if not isinstance(value, int) else value
+    if isinstance(number, float) and (not number.is_integer()):
+        raise ValueError(f"{value!r} is not a whole number")
+    return int(number)
 
 
 def _finish(result: Result) -> str:

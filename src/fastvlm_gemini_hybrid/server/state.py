@@ -41,7 +41,6 @@ class ServerState:
     jobs: Any
     http: HttpStats = field(default_factory=HttpStats)
     owns_processor: bool = False
-    http_client: Any = None
     checked_media: CheckedMedia = field(default_factory=CheckedMedia)
 
     @property
