@@ -125,9 +125,10 @@ class Server:
                  queue: int = 64, loop: str = "asyncio") -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.home = Path(tempfile.mkdtemp(prefix="bench-home-"))  # the child's FASTVLM_HYBRID_HOME (audit trail)
         self.proc = mp.get_context("spawn").Process(
             target=_serve, daemon=True,
-            args=(self.port, tempfile.mkdtemp(prefix="bench-home-"), delay_s, audit, cache, concurrency, queue, loop))
+            args=(self.port, str(self.home), delay_s, audit, cache, concurrency, queue, loop))
 
     def __enter__(self) -> Server:
         import httpx

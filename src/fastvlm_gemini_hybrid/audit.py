@@ -317,11 +317,12 @@ class AuditLog:
                 except OSError as exc:
                     self.write_errors += len(items)
                     log.error("could not write %d audit records: %s", len(items), exc)
+                    error = AuditWriteError(f"the audit trail could not be written: {exc}")
                     for _, future in items:
-                        future.set_exception(AuditWriteError(f"the audit trail could not be written: {exc}"))
+                        _settle(future, error)
                 else:
                     for _, future in items:
-                        future.set_result(None)
+                        _settle(future, None)
             for _ in batch:
                 self._queue.task_done()
             if None in batch:
@@ -460,3 +461,17 @@ class AuditLog:
 
 
 __all__ = ["GENESIS", "KEY_FILE", "AuditLog", "AuditWriteError", "VerifyReport", "load_key"]
+
+
+def _settle(future: concurrent.futures.Future[None], error: BaseException | None) -> None:
+    """Complete a waiter's future unless it was cancelled (its client left); never raise in the writer.
+
+    One waiter's cancelled future must not stop the writer from settling the rest of its group, or every
+    other request of that group would wait forever.
+    """
+    if not future.set_running_or_notify_cancel():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)

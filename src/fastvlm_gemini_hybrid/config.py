@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(40_000_000, description="pixels per picture, every frame of an animation counted")
     max_image_frames: int = Field(64, ge=1, description="frames an animated picture may have")
     max_tokens_limit: int = Field(4096, ge=1, description="the largest max_tokens a request may ask for")
+    max_prompt_chars: int = Field(
+        262_144, ge=1, description="the most prompt plus system text a request may carry (about 64k tokens)",
+    )
     max_video_s: float = Field(600.0, gt=0, description="longest video the server accepts, in seconds")
     server_concurrency: int = Field(4, ge=1, description="model requests the server runs at once")
     server_queue: int = Field(64, ge=0, description="requests that may wait for a slot; beyond, the server sheds 503")

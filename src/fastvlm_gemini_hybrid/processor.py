@@ -112,9 +112,20 @@ class HybridVLMProcessor:
     def decide(self, request: Request) -> RouteDecision:
         return self.router.decide(request)
 
+    async def adecide(self, request: Request) -> RouteDecision:
+        """`decide` without holding the event loop: a long text is read in a worker thread.
+
+        Reading text costs about 1 s per MB (every detector scans it); off the loop, other requests and
+        health checks keep being answered between the detectors' scans.
+        """
+        if _text_size(request) <= INLINE_TEXT_CHARS:
+            return self.router.decide(request)
+        return await asyncio.to_thread(self.router.decide, request)
+
     async def aexplain(self, request: Request) -> RouteDecision:
         """The decision, with what the egress gate finds in the pictures (a local inspection, no model call)."""
-        decision = self.router.decide(request)
+        self._admit(request)
+        decision = await self.adecide(request)
         if any(a.data is not None for a in request.attachments):
             decision = self.router.with_inspection(decision, await self.inspector.ainspect(request, explain=True))
         return decision
@@ -140,7 +151,7 @@ class HybridVLMProcessor:
         try:
             self._admit(request)
             if decision is None:
-                decision = self.router.decide(request)
+                decision = await self.adecide(request)
             if decision.sensitive and not request.sensitive:
                 # Backends refuse sensitive requests themselves too: let them see what the router found.
                 request = replace(request, sensitive=True)
@@ -436,7 +447,7 @@ class HybridVLMProcessor:
         """
         start = time.perf_counter()
         self._admit(request)
-        decision = self.router.decide(request)
+        decision = await self.adecide(request)
         if decision.sensitive and not request.sensitive:
             request = replace(request, sensitive=True)
         decision = await self._plan_privacy(request, decision)
@@ -479,6 +490,12 @@ class HybridVLMProcessor:
 
     def _admit(self, request: Request) -> None:
         """Limits the settings put on any request, whichever face it came through."""
+        chars, most = _text_size(request), self.settings.max_prompt_chars
+        if chars > most:
+            raise BadInputError(
+                f"the prompt and system text are {chars:,} characters; the limit is {most:,} "
+                "(FASTVLM_HYBRID_MAX_PROMPT_CHARS)"
+            )
         limit = self.settings.max_tokens_limit
         if request.options.max_tokens > limit:
             raise BadInputError(
@@ -646,10 +663,21 @@ class HybridVLMProcessor:
         self.close()
 
 
+INLINE_TEXT_CHARS = 16_384  # below this, reading the text takes under ~20 ms: not worth a thread hop
+
+
+def _text_size(request: Request) -> int:
+    return len(request.prompt) + len(request.options.system or "")
+
+
 async def _durable(future: concurrent.futures.Future[None] | None) -> None:
-    """Wait, without blocking the loop, until an audit record is on disk; `AuditWriteError` if it cannot be."""
+    """Wait, without blocking the loop, until an audit record is on disk; `AuditWriteError` if it cannot be.
+
+    Shielded: a client that hangs up cancels this wait, and `wrap_future` would pass the cancellation on to
+    the writer's future, which belongs to the writer thread and to the group it was written with.
+    """
     if future is not None:
-        await asyncio.wrap_future(future)
+        await asyncio.shield(asyncio.wrap_future(future))
 
 
 def _privacy_summary(decision: RouteDecision | None, error: HybridError | None) -> dict[str, Any] | None:

@@ -165,3 +165,49 @@ def test_gif_walk_matches_pil_on_real_animations() -> None:
     counted, pixels = media._gif_frames(data, 100)
     assert counted == expected
     assert pixels >= counted * 30 * 20
+
+
+def test_a_prompt_over_the_limit_is_400(app_factory: Callable[..., Any]) -> None:
+    from fastapi.testclient import TestClient
+
+    app, proc = app_factory(max_prompt_chars=10_000)
+    with TestClient(app) as c:
+        body = {"model": "hybrid", "messages": [{"role": "system", "content": "s" * 6_000},
+                                                {"role": "user", "content": "describe " * 600}]}
+        resp = c.post("/v1/chat/completions", json=body)
+        assert resp.status_code == 400 and "the limit is 10,000" in resp.json()["error"]["message"]
+        route = c.post("/v1/route", json={"prompt": "x" * 10_001})
+        assert route.status_code == 400
+        assert proc.backend("fastvlm").calls == []
+
+
+def test_a_long_prompt_does_not_hold_the_event_loop(app_factory: Callable[..., Any], live_server: Any) -> None:
+    """Reading ~2 MB of text takes seconds; meanwhile /healthz is still answered within a fraction of it."""
+    import threading
+
+    import httpx
+
+    srv = live_server(app_factory(max_prompt_chars=4_000_000)[0])
+    prompt = "describe the picture " * 100_000  # 2.1 M characters
+    took: list[float] = []
+
+    def big() -> None:
+        start = time.perf_counter()
+        resp = httpx.post(f"{srv.url}/v1/route", json={"prompt": prompt}, timeout=120)
+        assert resp.status_code == 200, resp.text
+        took.append(time.perf_counter() - start)
+
+    worker = threading.Thread(target=big)
+    worker.start()
+    pings: list[float] = []
+    with httpx.Client(timeout=60) as client:
+        time.sleep(0.3)  # the body is in and being read
+        while worker.is_alive():
+            start = time.perf_counter()
+            assert client.get(f"{srv.url}/healthz").status_code == 200
+            pings.append(time.perf_counter() - start)
+            time.sleep(0.05)
+    worker.join()
+    assert took and took[0] > 1.0, took  # the text really took long enough for a stall to show
+    print(f"route {took[0]:.2f} s, {len(pings)} pings, max {max(pings):.3f} s")
+    assert len(pings) >= 3 and max(pings) < max(0.6, took[0] / 3), (max(pings), took)

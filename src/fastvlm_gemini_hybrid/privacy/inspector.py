@@ -121,7 +121,7 @@ class Inspector:
             # A reading that looked for faces also answers one that did not need them.
             for candidate in ((key[0], True, key[2]), key) if not faces else (key,):
                 future = self._reports.get(candidate)
-                if future is not None and not (future.done() and future.exception() is not None):
+                if future is not None and not future.cancelled() and not (future.done() and future.exception()):
                     self._reports.move_to_end(candidate)
                     return future
             future = self._pool.submit(self._read, att, faces, frames)
@@ -154,8 +154,8 @@ class Inspector:
     async def ainspect(self, request: Request, *, explain: bool = False) -> Inspection:
         """The verdict on `request`, awaiting the picture readers without blocking the loop."""
         futures = self.start(request) if not explain else self._explain_futures(request)
-        if futures:
-            await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
+        if futures:  # shielded: the readings are shared with other requests, so one caller leaving must not cancel them
+            await asyncio.shield(asyncio.gather(*(asyncio.wrap_future(f) for f in futures)))
         return self._judge(request, explain=explain)
 
     def finished(self, request: Request) -> Inspection | None:
