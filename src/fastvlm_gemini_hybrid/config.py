@@ -199,7 +199,14 @@ def read_config_file(path: Path) -> dict[str, Any]:
     """Parse a TOML or YAML settings file into a dict; malformed files raise ConfigurationError."""
     if not path.is_file():
         raise ConfigurationError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"malformed config file {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     try:
         if path.suffix == ".toml":
             if sys.version_info >= (3, 11):

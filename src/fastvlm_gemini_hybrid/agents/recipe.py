@@ -24,11 +24,13 @@ postprocess: my_package.module:function    # optional: f(output: dict, context) 
 from __future__ import annotations
 
 import importlib
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import SchemaError
 
 from ..errors import ConfigurationError
 from ..types import Domain, Latency, Mode
@@ -40,6 +42,7 @@ _SCHEMA_KEYS = frozenset({
     "type", "properties", "required", "items", "enum", "description", "title", "minimum", "maximum",
     "minLength", "maxLength", "minItems", "maxItems", "default", "additionalProperties",
 })
+_MAX_SIZE = 2**31  # a length or item-count bound must be below this
 
 
 class RecipeError(ConfigurationError):
@@ -125,10 +128,15 @@ def model_from_schema(name: str, schema: Any, where: str = "output") -> type[Bas
     return annotation
 
 
+MAX_SCHEMA_DEPTH = 32  # an output schema is a report's shape; deeper is a mistake (and would exhaust the stack)
+
+
 def _annotation(name: str, schema: Any, where: str) -> Any:
+    if where.count(".") > MAX_SCHEMA_DEPTH:  # each level adds one ".key" or ".items" to `where`
+        raise ValueError(f"{where[:60]}...: the schema is nested more than {MAX_SCHEMA_DEPTH} levels")
     if not isinstance(schema, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(schema).__name__}")
-    unknown = sorted(set(schema) - _SCHEMA_KEYS)
+    unknown = sorted(set(schema) - _SCHEMA_KEYS, key=str)  # YAML keys may be of any type
     if unknown:
         raise ValueError(f"{where}: unsupported schema keyword {unknown[0]!r}")
     kind = schema.get("type")
@@ -150,12 +158,15 @@ def _annotation(name: str, schema: Any, where: str) -> Any:
         if "items" not in schema:
             raise ValueError(f"{where}: an array needs 'items'")
         inner = _annotation(name + "Item", schema["items"], f"{where}.items")
-        annotation = Annotated[list[inner], Field(min_length=schema.get("minItems"), max_length=schema.get("maxItems"))]
+        annotation = Annotated[list[inner], Field(min_length=_size(schema, "minItems", where),
+                                                  max_length=_size(schema, "maxItems", where))]
     elif kind == "string":
-        annotation = Annotated[str, Field(min_length=schema.get("minLength"), max_length=schema.get("maxLength"))]
+        annotation = Annotated[str, Field(min_length=_size(schema, "minLength", where),
+                                          max_length=_size(schema, "maxLength", where))]
     elif kind in ("integer", "number"):
         base = int if kind == "integer" else float
-        annotation = Annotated[base, Field(ge=schema.get("minimum"), le=schema.get("maximum"))]
+        annotation = Annotated[base, Field(ge=_bound(schema, "minimum", kind, where),
+                                           le=_bound(schema, "maximum", kind, where))]
     elif kind == "boolean":
         annotation = bool
     else:
@@ -163,14 +174,46 @@ def _annotation(name: str, schema: Any, where: str) -> Any:
     return annotation | None if nullable else annotation
 
 
+def _size(schema: dict[str, Any], keyword: str, where: str) -> int | None:
+    """A length or item-count bound: absent (None), or a non-negative integer below 2**31."""
+    value = schema.get(keyword)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _MAX_SIZE:
+        raise ValueError(f"{where}: {keyword} must be a non-negative integer below 2**31, not {value!r}")
+    return value
+
+
+def _bound(schema: dict[str, Any], keyword: str, kind: str, where: str) -> int | float | None:
+    """A minimum or maximum: absent (None), or a finite number (a whole number for an integer property)."""
+    value = schema.get(keyword)
+    if value is None:
+        return None
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an int past float range
+            number = None
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"{where}: {keyword} must be a finite number, not {value!r}")
+    if kind == "integer":
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{where}: {keyword} of an integer must be a whole number, not {value!r}")
+        return int(value)
+    return number
+
+
 def _object(name: str, schema: dict[str, Any], where: str) -> type[BaseModel]:
     props = schema.get("properties") or {}
     if not isinstance(props, dict) or not props:
         raise ValueError(f"{where}: an object needs at least one property")
     required = schema.get("required", list(props))
-    if not isinstance(required, list) or any(r not in props for r in required):
-        missing = next((r for r in required if r not in props), required) if isinstance(required, list) else required
-        raise ValueError(f"{where}: 'required' names {missing!r}, which is not a property")
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValueError(f"{where}: 'required' must be a list of property names, not {required!r}")
+    missing = [r for r in required if r not in props]
+    if missing:
+        raise ValueError(f"{where}: 'required' names {missing[0]!r}, which is not a property")
     fields: dict[str, Any] = {}
     for key, sub in props.items():
         if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
@@ -181,7 +224,11 @@ def _object(name: str, schema: dict[str, Any], where: str) -> type[BaseModel]:
             fields[key] = (annotation, Field(..., description=desc))
         else:
             fields[key] = (annotation | None, Field(None, description=desc))
-    return create_model(name, __config__=ConfigDict(extra="ignore"), **fields)
+    try:
+        return create_model(name, __config__=ConfigDict(extra="ignore"), **fields)
+    except SchemaError as exc:  # a schema pydantic cannot build, whatever the checks above let through
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{where}: unsupported schema: {first}") from None
 
 
 # --------------------------------------------------------------------------- loading
@@ -242,7 +289,9 @@ def load_recipe(path: Path) -> RecipeAgent:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise RecipeError(f"recipe {path}: cannot read it: {exc.strerror or exc}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except RecursionError:  # the YAML composer recurses once per level of nesting
+        raise RecipeError(f"recipe {path}: not valid YAML: nested too deeply") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8, or an integer of over 4300 digits
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise RecipeError(f"recipe {path}: not valid YAML: {first}") from None
     return parse_recipe(data, str(path))

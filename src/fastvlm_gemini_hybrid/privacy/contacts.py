@@ -15,12 +15,14 @@ from functools import lru_cache
 from .findings import Finding
 from .normalize import latin_view
 
-_EMAIL = re.compile(r"[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}")
+# Starting only where a run starts keeps a long run without "@" linear (tried from every position it is
+# quadratic); the leftmost match started there anyway.
+_EMAIL = re.compile(r"(?<![a-z0-9._%+\-])[a-z0-9._%+\-]+@[a-z0-9\-]+(?:\.[a-z0-9\-]+)*\.[a-z]{2,}")
 # "jane [at] example [dot] com", "jane(at)example(dot)org", "jane at example dot com".
 _AT = re.compile(r"\s*[\[({<]\s*(?:at|@|arroba|chez|klammeraffe)\s*[\])}>]\s*")
 _DOT = re.compile(r"\s*[\[({<]\s*(?:dot|punto|point|punkt|\.)\s*[\])}>]\s*")
 _SPOKEN = re.compile(
-    r"\b[a-z0-9][a-z0-9._+\-]*(?:\s+dot\s+[a-z0-9_+\-]+)*\s+at\s+[a-z0-9\-]+(?:\s+dot\s+[a-z0-9\-]+)*"
+    r"\b[a-z0-9][a-z0-9._+\-]{0,63}(?:\s+dot\s+[a-z0-9_+\-]+)*\s+at\s+[a-z0-9\-]+(?:\s+dot\s+[a-z0-9\-]+)*"
     r"\s+dot\s+(?:com|org|net|edu|gov|io|co|uk|de|fr|es|it|nl|info|biz|me|ai|dev)\b"
 )
 # Mailboxes that belong to an organisation, not a person (a museum sign's info@...): in pictures these
@@ -84,9 +86,11 @@ def find_emails(view: str, *, ocr: bool = False) -> list[Finding]:
 
 # "<word>[.][:] <Name>": the word is checked against the vocabulary's record words (a set lookup),
 # so this one small pattern serves every language. `_LABEL_FORM` insists on the colon (pictures).
-_WORD_THEN_NAME = re.compile(rf"([^\W\d_]+)\.?\s*[:：,]?\s*(?:{_CAP_NAME}|[А-ЯЁ][а-яё]+(?: [А-ЯЁ][а-яё]+)?)")
+_CYRILLIC_NAME = r"[А-ЯЁ][а-яё]+(?: [А-ЯЁ][а-яё]+)?"
+# Both start only at a word's start (the lookbehinds): from inside a long letter run they were quadratic.
+_WORD_THEN_NAME = re.compile(rf"(?<![^\W\d_])([^\W\d_]+)\.?\s*[:：,]?\s*(?:{_CAP_NAME}|{_CYRILLIC_NAME})")
 _LABEL_FORM = re.compile(
-    rf"([^\W\d_]+)(?: name)?\.?\s*[:：]\s*(?:{_CAP_NAME}|[А-ЯЁ][а-яё]+(?: [А-ЯЁ][а-яё]+)?|[A-Z]{{2,}}(?: [A-Z]{{2,}})+)"
+    rf"(?<![^\W\d_])([^\W\d_]+)(?: name)?\.?\s*[:：]\s*(?:{_CAP_NAME}|{_CYRILLIC_NAME}|[A-Z]{{2,}}(?: [A-Z]{{2,}})+)"
 )
 _HAN_WORD = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 _WORD = re.compile(r"[^\W\d_]+")

@@ -61,7 +61,7 @@ _UPPER_CONFUSABLES = str.maketrans(
 # Leetspeak inside a word: only applied to tokens that also hold letters, so numbers stay numbers.
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "@": "a", "$": "s",
                        "!": "i", "|": "l", "€": "e", "9": "g", "6": "g"})
-_LEET_TOKEN = re.compile(r"[\w@$!|€]*[a-z][\w@$!|€]*")
+_LEET_TOKEN = re.compile(r"(?<![\w@$!|€])[\w@$!|€]*[a-z][\w@$!|€]*")  # from a run's start only: linear
 _HAS_LEET = re.compile(r"[013456789@$!|€]")
 # "p a t i e n t", "S.S.N.", "p-a-s-s-w-o-r-d": three or more single letters with one separator each.
 _SPELLED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .\-_*·]){2,}[^\W\d_](?![^\W\d_])")

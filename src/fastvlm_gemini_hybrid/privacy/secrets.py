@@ -23,9 +23,13 @@ from .findings import Finding
 
 # A run that could be a token: 16+ characters of token alphabet with a letter and a digit in it, or a
 # known marker. Most prompts have none, and then detect-secrets is never imported.
+# A run starts only where the previous character is not part of one (the lookbehinds), and the lookaheads
+# look inside that run only: tried from every position, or looking through any non-space, a long text
+# without spaces was rescanned from every position (quadratic: 20,000 characters took 25-55 s).
+_RUN = r"[A-Za-z0-9_\-+/=.:]"
 _TOKENISH = re.compile(
-    r"(?=[A-Za-z0-9_\-+/=.:]{16,})(?=\S*[0-9])(?=\S*[A-Za-z])[A-Za-z0-9_\-+/=.:]{16,}"
-    r"|(?=\S*[A-Z])(?=\S*[a-z])[A-Za-z0-9_\-+/=.:]{20,}|-----BEGIN|://[^\s/@]+:[^\s/@]+@"
+    rf"(?<!{_RUN})(?={_RUN}{{16,}})(?={_RUN}*[0-9])(?={_RUN}*[A-Za-z]){_RUN}{{16,}}"
+    rf"|(?<!{_RUN})(?={_RUN}*[A-Z])(?={_RUN}*[a-z]){_RUN}{{20,}}|-----BEGIN|://[^\s/@:]+:[^\s/@]+@"
 )
 
 # Formats detect-secrets 1.5 lacks, or only finds with context it requires (an .npmrc line, quotes).
@@ -46,7 +50,7 @@ _EXTRA: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("an HTTP authorization header",
          r"(?i)\bauthorization\s*[:=]\s*(?:basic|bearer|token|digest)\s+[A-Za-z0-9+/=._~-]{8,}"),
         ("an HTTP authorization header", r"(?i)\b(?:basic|bearer)\s+[A-Za-z0-9+/]{12,}={0,2}(?![A-Za-z0-9+/=])"),
-        ("a URL with an embedded password", r"\b[a-z][a-z0-9+.-]*://[^\s/:@]+:[^\s/@]+@"),
+        ("a URL with an embedded password", r"\b[a-z][a-z0-9+.-]{0,31}://[^\s/:@]+:[^\s/@]+@"),
         ("a connection string with a key", r"(?i)\b(?:accountkey|sharedaccesskey|password|pwd)=[^;\s]{6,}"),
     )
 )
@@ -90,7 +94,8 @@ _LOGIN_PAIR = re.compile(r"(?<!\S)[\w.@+\-]{3,}\s+/\s+(\S{8,})(?!\S)")  # spaced
 _LOGIN_WORDS = re.compile(r"(?i)login|log-in|user|admin|account|password|passwort|\bpw\b|\bpwd\b|credentials|zugang")
 _USER_AND_PASSWORD = re.compile(
     r"(?i)\b(?:user(?:name)?|login|benutzer(?:name)?|usuario|utilisateur|utente|usuário|gebruiker|логин)\s*[:=]?\s*"
-    r"\S+\s*(?:/|,|\s)\s*(?:pass(?:word)?|pwd|pw|passwort|contrase[nñ]a|mot de passe|senha|пароль)\s*[:=]?\s*(\S{3,})"
+    r"\S{1,128}\s*(?:/|,|\s)\s*(?:pass(?:word)?|pwd|pw|passwort|contrase[nñ]a|mot de passe|senha|пароль)\s*[:=]?\s*"
+    r"(\S{3,})"
 )
 # A long random-looking run (mixed case and digits, high entropy) in text that talks keys or tokens:
 # an API key whatever its vendor, or one OCR broke away from its prefix ("sk-proj -0BiNsPY...").

@@ -119,7 +119,7 @@ def options_from(fields: dict[str, Any]) -> GenerationOptions:
     values = {
         "max_tokens": parse_number(fields.get("max_tokens"), "max_tokens"),
         "temperature": parse_number(fields.get("temperature"), "temperature", float),
-        "system": fields.get("system") or None,
+        "system": _text(fields.get("system"), "system"),
     }
     return GenerationOptions(**{k: v for k, v in values.items() if v is not None})
 
@@ -139,3 +139,12 @@ def request_from(fields: dict[str, Any], attachments: list[Attachment], *, user:
     if budget is not None:
         hints["max_latency_ms"] = budget
     return build_request(prompt, list(attachments), options=options_from(fields), user=user, **hints)
+
+
+def _text(value: Any, field: str) -> str | None:
+    """A text field: a string (empty means absent); a JSON number, list or object is the client's error."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadInputError(f"{field} must be a string, got {type(value).__name__}")
+    return value

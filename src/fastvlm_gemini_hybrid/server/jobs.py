@@ -270,9 +270,13 @@ def _surveil(state: ServerState, fields: dict[str, Any]) -> Callable[..., None]:
     if not isinstance(text, str) or not text.strip():
         raise BadInputError("a surveillance job needs 'zones' (the zones YAML, as a field or a file)")
     try:
-        zones = parse_zones(yaml.safe_load(text), "zones")
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"malformed zones: {str(exc).splitlines()[0]}") from None
+        data = yaml.safe_load(text)
+    except RecursionError:  # the YAML composer recurses once per level of nesting
+        raise BadInputError("malformed zones: nested too deeply") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: an integer of over 4300 digits
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise BadInputError(f"malformed zones: {first}") from None
+    zones = parse_zones(data, "zones")
     describe = bool(parse_bool(fields.get("describe"), "describe"))
     sensitive = bool(parse_bool(fields.get("sensitive"), "sensitive"))
 

@@ -469,8 +469,8 @@ def parse_number(value: Any, field: str, kind: type = int) -> Any:
         return None
     try:
         return kind(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"{field} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf), float(10**400)
+        raise BadInputError(f"{field} must be a number, got {str(value)[:40]!r}") from None
 
 
 def _mb(n: int) -> str:

@@ -53,7 +53,7 @@ async def chat_completions(request: Request) -> Any:
     model = str(payload.get("model") or "hybrid")
     req = await to_request(payload, state)
     if payload.get("stream"):
-        include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        include_usage = bool(_object(payload, "stream_options").get("include_usage"))
         return await stream_response(state, state.processor.astream(req), _chunks(model, req, include_usage))
     async with state.gate.slot():
         result = await state.processor.arun(req)
@@ -138,7 +138,9 @@ def _options(payload: dict[str, Any], system: str | None) -> GenerationOptions:
     schema = None
     fmt = payload.get("response_format")
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        schema = (fmt.get("json_schema") or {}).get("schema")
+        schema = _object(fmt, "json_schema", "response_format.json_schema").get("schema")
+        if schema is not None and not isinstance(schema, dict):
+            raise BadInputError("response_format.json_schema.schema must be an object")
     try:
         numbers = {
             "max_tokens": _whole(max_tokens), "temperature": float(payload.get("temperature") or 0.0),
@@ -148,6 +150,16 @@ def _options(payload: dict[str, Any], system: str | None) -> GenerationOptions:
     except (TypeError, ValueError, OverflowError):
         raise BadInputError("max_tokens, temperature, top_p and seed must be numbers") from None
     return GenerationOptions(**numbers, system=system, json_schema=schema)  # range checks: BadInputError (400)
+
+
+def _object(parent: dict[str, Any], key: str, label: str | None = None) -> dict[str, Any]:
+    """`parent[key]` when it is a JSON object, {} when absent or null; anything else is the client's error (400)."""
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadInputError(f"{label or key} must be an object, got {type(value).__name__}")
+    return value
 
 
 def _whole(value: Any) -> int:

@@ -9,6 +9,7 @@ times stay within a frame or two of the truth.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,22 @@ class ZoneConfig:
     night: tuple[int, int] = (22 * 60, 6 * 60)
 
 
+def _finite(value: Any) -> float | None:
+    """`value` as a finite float, or None: not a number (bools included), NaN, infinite or past float range."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float range, e.g. a YAML integer of 400 digits
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _unknown_keys(keys: set[Any]) -> str:
+    """`'a'` or `1, 'b'`: YAML keys may be of any type, so they are sorted by their text."""
+    return ", ".join(repr(k) for k in sorted(keys, key=str))
+
+
 def _polygon(value: Any, where: str) -> tuple[tuple[float, float], ...]:
     if not isinstance(value, list) or len(value) < 3:
         raise BadInputError(f"{where}: polygon needs at least 3 [x, y] points")
@@ -69,9 +86,12 @@ def _polygon(value: Any, where: str) -> tuple[tuple[float, float], ...]:
         ok = isinstance(p, list | tuple) and len(p) == 2 and all(isinstance(v, int | float) for v in p)
         if not ok or isinstance(p[0], bool) or isinstance(p[1], bool):
             raise BadInputError(f"{where}: polygon point {p!r} is not [x, y] in pixels")
-        if p[0] < 0 or p[1] < 0:
+        x, y = _finite(p[0]), _finite(p[1])
+        if x is None or y is None:
+            raise BadInputError(f"{where}: polygon point {p!r} is not a pair of finite numbers")
+        if x < 0 or y < 0:
             raise BadInputError(f"{where}: polygon point {p!r} is negative")
-        pts.append((float(p[0]), float(p[1])))
+        pts.append((x, y))
     area = 0.0
     for i in range(len(pts)):
         (x1, y1), (x2, y2) = pts[i], pts[(i + 1) % len(pts)]
@@ -101,7 +121,8 @@ def parse_zones(data: Any, source: str = "zones file") -> ZoneConfig:
         raise BadInputError(f"{source}: expected a mapping with a 'zones' list")
     unknown = set(data) - TOP_KEYS
     if unknown:
-        raise BadInputError(f"{source}: unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(TOP_KEYS))})")
+        raise BadInputError(f"{source}: unknown key{'s' if len(unknown) > 1 else ''} {_unknown_keys(unknown)} "
+                            f"(allowed: {', '.join(sorted(TOP_KEYS))})")
     zones_raw = data["zones"] or []
     if not isinstance(zones_raw, list):
         raise BadInputError(f"{source}: 'zones' must be a list")
@@ -112,7 +133,8 @@ def parse_zones(data: Any, source: str = "zones file") -> ZoneConfig:
             raise BadInputError(f"{where}: expected a mapping")
         bad = set(raw) - ZONE_KEYS
         if bad:
-            raise BadInputError(f"{where}: unknown key {sorted(bad)[0]!r} (allowed: {', '.join(sorted(ZONE_KEYS))})")
+            raise BadInputError(f"{where}: unknown key{'s' if len(bad) > 1 else ''} {_unknown_keys(bad)} "
+                                f"(allowed: {', '.join(sorted(ZONE_KEYS))})")
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
             raise BadInputError(f"{where}: 'name' must be a non-empty string")
@@ -123,13 +145,21 @@ def parse_zones(data: Any, source: str = "zones file") -> ZoneConfig:
         if not isinstance(restricted, bool):
             raise BadInputError(f"{where}: 'restricted' must be true or false")
         loiter = raw.get("loiter_s")
-        if loiter is not None and (isinstance(loiter, bool) or not isinstance(loiter, int | float) or loiter <= 0):
-            raise BadInputError(f"{where}: 'loiter_s' must be a positive number of seconds")
+        if loiter is not None:
+            loiter = _finite(loiter)
+            if loiter is None or loiter <= 0:
+                raise BadInputError(f"{where}: 'loiter_s' must be a positive, finite number of seconds")
         if any(z.name == name for z in zones):
             raise BadInputError(f"{where}: duplicate zone name")
-        zones.append(Zone(name, _polygon(raw["polygon"], where), restricted, float(loiter) if loiter else None))
-    masks = [_polygon(m, f"{source}: mask {i + 1}") for i, m in enumerate(data.get("masks") or [])]
-    quiet = [_period(p, f"{source}: quiet_periods") for p in (data.get("quiet_periods") or [])]
+        zones.append(Zone(name, _polygon(raw["polygon"], where), restricted, loiter))
+    masks_raw = data.get("masks") or []
+    if not isinstance(masks_raw, list):
+        raise BadInputError(f"{source}: 'masks' must be a list of polygons")
+    quiet_raw = data.get("quiet_periods") or []
+    if not isinstance(quiet_raw, list):
+        raise BadInputError(f"{source}: 'quiet_periods' must be a list of periods like '22:00-06:00'")
+    masks = [_polygon(m, f"{source}: mask {i + 1}") for i, m in enumerate(masks_raw)]
+    quiet = [_period(p, f"{source}: quiet_periods") for p in quiet_raw]
     night = _period(data["night"], f"{source}: night") if data.get("night") else (22 * 60, 6 * 60)
     return ZoneConfig(zones=zones, masks=masks, quiet_periods=quiet, night=night)
 
@@ -143,7 +173,9 @@ def load_zones(path: str | Path) -> ZoneConfig:
         raise BadInputError(f"no such zones file: {p}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except RecursionError:  # the YAML composer recurses once per level of nesting
+        raise BadInputError(f"malformed zones file {p.name}: nested too deeply") from None
+    except (yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8, or an integer of over 4300 digits
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadInputError(f"malformed zones file {p.name}: {first}") from None
     return parse_zones(data, p.name)

@@ -1,0 +1,1 @@
+"""Property-based robustness tests (Hypothesis): parsers, config loaders and privacy detectors."""
