@@ -29,6 +29,7 @@ from typing import Any
 
 from .audit import AuditLog
 from .backends.base import Backend
+from .backends.catalogue import routable
 from .backends.circuit import sdk_retries
 from .backends.registry import create_backend
 from .cache import ResultCache, cache_key
@@ -73,7 +74,7 @@ class HybridVLMProcessor:
         self.inspector = Inspector(PrivacyPolicy.from_settings(self.settings))
         self._backends: dict[str, Backend] = {n: gated(b, self.inspector) for n, b in (backends or {}).items()}
         if backends is not None:
-            infos = [BackendInfo(name=n, capabilities=b.capabilities) for n, b in self._backends.items()]
+            infos = [BackendInfo(name=n, capabilities=routable(n, b.capabilities)) for n, b in self._backends.items()]
         else:
             infos = configured_backends(self.settings)
         self._infos = {info.name: info for info in infos}
@@ -152,6 +153,7 @@ class HybridVLMProcessor:
             self._admit(request)
             if decision is None:
                 decision = await self.adecide(request)
+            request = _pinned(request, decision)
             if decision.sensitive and not request.sensitive:
                 # Backends refuse sensitive requests themselves too: let them see what the router found.
                 request = replace(request, sensitive=True)
@@ -286,7 +288,7 @@ class HybridVLMProcessor:
         backend, not a retry loop, is the answer to a failure.
         """
         backend = self.backend(name)
-        request = self._adapt(backend, await self._cleared(name, request))
+        request = await self._outgoing(name, backend, request)
         backend.check(request)
         start = time.perf_counter()
         try:
@@ -448,6 +450,7 @@ class HybridVLMProcessor:
         start = time.perf_counter()
         self._admit(request)
         decision = await self.adecide(request)
+        request = _pinned(request, decision)
         if decision.sensitive and not request.sensitive:
             request = replace(request, sensitive=True)
         decision = await self._plan_privacy(request, decision)
@@ -464,7 +467,7 @@ class HybridVLMProcessor:
             backend = self.backend(name)
             pieces: list[str] = []
             try:
-                outgoing = self._adapt(backend, await self._cleared(name, request))
+                outgoing = await self._outgoing(name, backend, request)
                 backend.check(outgoing)
                 async for piece in backend.stream(outgoing):
                     pieces.append(piece)
@@ -519,6 +522,13 @@ class HybridVLMProcessor:
             self.metrics.record_privacy(inspection.verdict)
             return self.router.with_inspection(decision, inspection)
         return decision
+
+    async def _outgoing(self, name: str, backend: Backend, request: Request) -> Request:
+        """The request as backend `name` gets it: a named model only for the backend that serves it,
+        cleared by the egress gate when `name` is off this machine, media converted for what it reads."""
+        if request.backend is not None and name != request.backend and request.model is not None:
+            request = replace(request, model=None)
+        return self._adapt(backend, await self._cleared(name, request))
 
     async def _cleared(self, name: str, request: Request) -> Request:
         """What may go to backend `name`: the request itself when it is local, else the gate's verdict."""
@@ -661,6 +671,13 @@ class HybridVLMProcessor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _pinned(request: Request, decision: RouteDecision) -> Request:
+    """`request` with the router's reading of the model it names (backend, and that backend's model)."""
+    if decision.pinned is None or (request.backend, request.model) == (decision.pinned, decision.pinned_model):
+        return request
+    return replace(request, backend=decision.pinned, model=decision.pinned_model)
 
 
 INLINE_TEXT_CHARS = 16_384  # below this, reading the text takes under ~20 ms: not worth a thread hop

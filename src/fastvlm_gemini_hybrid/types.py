@@ -275,7 +275,10 @@ class Request:
     sensitive: bool | None = None
     latency: Latency | None = None
     max_latency_ms: int | None = None
+    #: a backend (`gemini`), `backend/model` or a model one backend serves (`gemini-2.5-flash`): pins the request
     model: str | None = None
+    #: the backend the request is pinned to, once the router resolved `model` (or set by the caller)
+    backend: str | None = None
     options: GenerationOptions = field(default_factory=GenerationOptions)
     user: str | None = None
     request_id: str = field(default_factory=lambda: new_id())
@@ -316,6 +319,9 @@ class RouteDecision:
     sensitivity_reasons: tuple[str, ...] = ()
     #: what the egress gate found in the pictures and did (privacy/inspector.py), once it has looked
     privacy: dict[str, Any] | None = field(default=None, compare=False)
+    #: the backend the request names (it answers; in fallback mode the others follow), and its model
+    pinned: str | None = None
+    pinned_model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -332,6 +338,8 @@ class RouteDecision:
         }
         if self.privacy is not None:
             out["privacy"] = self.privacy
+        if self.pinned is not None:
+            out["pinned"] = {"backend": self.pinned, "model": self.pinned_model}
         return out
 
 

@@ -106,8 +106,16 @@ async def test_product_demo_bad_param_is_bad_input(make_processor, screenshots: 
 
 
 async def test_product_demo_recording_goes_whole_to_a_video_backend(make_processor, clip: Path) -> None:
+    """Local first (as configured products route): the recording goes as keyframes. Naming Gemini puts a
+    backend that takes video first, and the recording goes to it whole."""
     processor = make_processor(local=ScriptedAnswers(DEMO), cloud=ScriptedAnswers(DEMO), local_media={"image"})
-    (item,) = await load_builtin("product-demo").arun(processor, [str(clip)], quiet())
+    (local,) = await load_builtin("product-demo").arun(processor, [str(clip)], quiet())
+    assert local.ok and local.output["source"] == "frames"
+    sent = calls(processor, "fastvlm") + calls(processor, "gemini")
+    assert sent and all(a.kind == "image" for r in sent for a in r.attachments)
+    processor = make_processor(local=ScriptedAnswers(DEMO), cloud=ScriptedAnswers(DEMO), local_media={"image"})
+    pinned = AgentOptions(progress=False, warn=lambda _m: None, model="gemini")
+    (item,) = await load_builtin("product-demo").arun(processor, [str(clip)], pinned)
     assert item.ok and item.output["source"] == "clip"
     assert item.result is not None and item.result.backend == "gemini"
     (request,) = calls(processor, "gemini")

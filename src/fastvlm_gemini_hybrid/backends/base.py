@@ -27,10 +27,17 @@ class Capabilities:
     batching: bool = False
     json_schema: bool = False
     confidence: bool = False
+    #: model-name prefixes this backend serves (lower case): `--model gemini-2.5-flash` pins Gemini
+    models: tuple[str, ...] = ()
 
     @property
     def is_cloud(self) -> bool:
         return self.kind is BackendKind.CLOUD
+
+    def serves(self, model: str) -> bool:
+        """Whether `model` is one of this backend's models (by prefix, case-insensitive)."""
+        name = model.lower()
+        return any(name.startswith(prefix) for prefix in self.models)
 
     def accepts(self, request: Request) -> str | None:
         """None if the request fits; otherwise why not (one short phrase)."""
@@ -49,6 +56,8 @@ class Capabilities:
             data["media"] = frozenset(data["media"])
         if "kind" in data:
             data["kind"] = BackendKind.parse(data["kind"])
+        if "models" in data:
+            data["models"] = tuple(str(m).lower() for m in data["models"])
         return replace(self, **data)
 
 

@@ -23,8 +23,9 @@ from ..errors import (
     MissingDependencyError,
     ModelNotDownloadedError,
 )
-from ..types import BackendKind, Generation, Request, Usage
-from .base import Backend, Capabilities, Health, settings_or_default
+from ..types import Generation, Request, Usage
+from .base import Backend, Health, settings_or_default
+from .catalogue import capabilities_of
 from .threadstream import StreamClosed, ThreadStream
 
 
@@ -32,10 +33,7 @@ class FastVLMBackend(Backend):
     """FastVLM (or another image-text-to-text model) in this process, on CUDA, MPS or CPU."""
 
     name = "fastvlm"
-    capabilities = Capabilities(
-        kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=4, streaming=True, batching=True,
-        confidence=True,
-    )
+    capabilities = capabilities_of("fastvlm")  # backends/catalogue.py, the one table
 
     def __init__(self, settings: Any = None, *, model: str | None = None) -> None:
         self.settings = settings = settings_or_default(settings)

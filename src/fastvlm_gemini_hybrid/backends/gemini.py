@@ -36,8 +36,9 @@ from ..errors import (
     MissingCredentialsError,
     PolicyViolationError,
 )
-from ..types import Attachment, BackendKind, Generation, Request
-from .base import Backend, Capabilities, Health, settings_or_default
+from ..types import Attachment, Generation, Request
+from .base import Backend, Health, settings_or_default
+from .catalogue import capabilities_of
 from .circuit import CircuitBreaker, error_for_status, retries_override, transport_error
 from .gemini_prices import price_of, price_table
 from .gemini_wire import (
@@ -74,14 +75,7 @@ class GeminiBackend(Backend):
     """Gemini via google-genai. Construction is free; the client is built on first use."""
 
     name = "gemini"
-    capabilities = Capabilities(
-        kind=BackendKind.CLOUD,
-        media=frozenset({"image", "video", "youtube"}),
-        max_images=3600,
-        streaming=True,
-        batching=True,
-        json_schema=True,
-    )
+    capabilities = capabilities_of("gemini")  # backends/catalogue.py, the one table
 
     def __init__(
         self,

@@ -37,8 +37,9 @@ from ..errors import (
     MissingDependencyError,
     ModelNotDownloadedError,
 )
-from ..types import BackendKind, Generation, Request, Usage
-from .base import Backend, Capabilities, Health, settings_or_default
+from ..types import Generation, Request, Usage
+from .base import Backend, Health, settings_or_default
+from .catalogue import capabilities_of
 from .threadstream import ThreadStream
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
@@ -63,8 +64,7 @@ class MLXBackend(Backend):
     """FastVLM through mlx-vlm, on Metal when it is there, else on MLX's CPU build."""
 
     name = "mlx"
-    capabilities = Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=1, streaming=True,
-                                confidence=True)
+    capabilities = capabilities_of("mlx")  # backends/catalogue.py, the one table
 
     def __init__(self, settings: Any = None, *, model: str | None = None) -> None:
         self.settings = settings = settings_or_default(settings)

@@ -32,7 +32,8 @@ from ..errors import (
 )
 from ..privacy.locality import openai_is_local
 from ..types import BackendKind, Generation, Request, Usage
-from .base import Backend, Capabilities, Health, settings_or_default
+from .base import Backend, Health, settings_or_default
+from .catalogue import capabilities_of
 from .circuit import CircuitBreaker, error_for_status, transport_error
 
 
@@ -40,9 +41,7 @@ class OpenAICompatBackend(Backend):
     """Chat completions over HTTP, streamed with server-sent events."""
 
     name = "openai"
-    capabilities = Capabilities(
-        kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=8, streaming=True, json_schema=True
-    )
+    capabilities = capabilities_of("openai")  # backends/catalogue.py, the one table
 
     def __init__(
         self,

@@ -15,18 +15,15 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ..errors import BackendUnavailableError, ConfigurationError
+from .catalogue import CATALOGUE
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..privacy.inspector import Inspector
     from .base import Backend
 
-BACKENDS: dict[str, str] = {
-    "fastvlm": "fastvlm_gemini_hybrid.backends.fastvlm:FastVLMBackend",
-    "mlx": "fastvlm_gemini_hybrid.backends.mlx:MLXBackend",
-    "gemini": "fastvlm_gemini_hybrid.backends.gemini:GeminiBackend",
-    "openai": "fastvlm_gemini_hybrid.backends.openai_compat:OpenAICompatBackend",
-}
+#: name -> "module:Class", from the one catalogue (backends/catalogue.py)
+BACKENDS: dict[str, str] = {name: entry.target for name, entry in CATALOGUE.items()}
 
 
 def create_backend(name: str, settings: Settings, inspector: Inspector | None = None) -> Backend:

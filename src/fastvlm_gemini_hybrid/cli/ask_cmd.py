@@ -24,7 +24,10 @@ def add_request_flags(parser: argparse.ArgumentParser, *, attachments_required: 
         help="image, video, DICOM file, URL or YouTube link; '-' reads stdin (repeatable)",
     )
     parser.add_argument("--mode", help="local-only, cloud-only, auto (default), parallel, fallback")
-    parser.add_argument("--model", help="model name for the backend that answers (e.g. gemini-2.5-pro)")
+    parser.add_argument(
+        "--model", help="pin the answer to a backend (fastvlm, gemini), backend/model, or a model one backend "
+        "serves (gemini-2.5-flash); with --mode fallback the others follow if it fails",
+    )
     parser.add_argument(
         "--domain", help="medical, financial, legal, security, technical, educational, creative, general"
     )

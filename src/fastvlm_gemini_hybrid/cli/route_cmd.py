@@ -35,6 +35,7 @@ def register(sub: Any) -> None:
     p.add_argument("--sensitive", action="store_true", default=None, help="mark the request sensitive")
     p.add_argument("--latency", metavar="CLASS", help="realtime, low-latency, normal, batch")
     p.add_argument("--max-latency-ms", type=int, metavar="N", help="latency budget in milliseconds")
+    p.add_argument("--model", help="a backend, backend/model or model name the request pins (as ask --model)")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
@@ -66,6 +67,7 @@ def build_request(args: argparse.Namespace) -> Any:
         sensitive=args.sensitive,
         latency=Latency.parse(args.latency) if args.latency else None,
         max_latency_ms=args.max_latency_ms,
+        model=args.model,
     )
 
 

@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..backends.base import Capabilities
+from ..backends.catalogue import CATALOGUE, routable
 from ..errors import ConfigurationError
 from ..privacy.locality import openai_is_local
 from ..types import BackendKind
@@ -37,34 +38,9 @@ __all__ = [
     "load_rules",
 ]
 
-#: What each backend can take, as data (mirrors the backend modules; overridable in settings).
-STATIC_CAPABILITIES: dict[str, Capabilities] = {
-    # "dicom" and "video": the processor renders DICOM and samples video frames for the local backends,
-    # which read pictures (media/dicom.py, media/keyframes.py).
-    "fastvlm": Capabilities(
-        kind=BackendKind.LOCAL,
-        media=frozenset({"image", "dicom", "video"}),
-        max_images=4,
-        streaming=True,
-        batching=True,
-        confidence=True,
-    ),
-    "mlx": Capabilities(
-        kind=BackendKind.LOCAL,
-        media=frozenset({"image", "dicom", "video"}),
-        max_images=1,
-        streaming=True,
-        confidence=True,
-    ),
-    "gemini": Capabilities(
-        kind=BackendKind.CLOUD,
-        media=frozenset({"image", "video", "youtube"}),
-        max_images=16,
-        streaming=True,
-        json_schema=True,
-    ),
-    "openai": Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=1),
-}
+#: What the router may send to each backend: the catalogue's capabilities (backends/catalogue.py, the
+#: one table), with DICOM and video for the picture readers, which the processor converts for them.
+STATIC_CAPABILITIES: dict[str, Capabilities] = {name: routable(name, e.capabilities) for name, e in CATALOGUE.items()}
 
 GEMINI_KEY_HINT = "gemini needs an API key: set GEMINI_API_KEY (or GOOGLE_API_KEY)"
 OPENAI_URL_HINT = "openai needs a server: set FASTVLM_HYBRID_OPENAI_BASE_URL"
@@ -89,7 +65,7 @@ def _capabilities(name: str, overrides: dict[str, dict[str, Any]]) -> Capabiliti
     extra = overrides.get(name)
     if not extra:
         return caps
-    try:
+    try:  # an override says what the router may send, literally (media: [image] keeps video away)
         return caps.with_overrides(extra)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"invalid capabilities override for {name}: {exc}") from None

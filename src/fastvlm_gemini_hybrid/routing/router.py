@@ -111,6 +111,7 @@ class Router:
         MissingCredentialsError (all with one-line reasons) when no allowed backend is left."""
         if not self.backends:
             raise ConfigurationError("no backends are configured: install a local model or set GEMINI_API_KEY")
+        pinned, pinned_model = self.pin(request.model, request.backend)
         sig = detect_signals(request)
         mode: Mode = request.mode or self.default_mode
         sensitive = sig.sensitive
@@ -191,8 +192,24 @@ class Router:
 
         if sensitive and not privacy_explained:
             fired.insert(0, RuleHit("sensitive-stays-local", f"{reasons[0]}; cloud backends are never used for it"))
+        if pinned is not None and pinned not in {b.name for b in cands}:
+            self._pin_removed(pinned, request, removed, cannot, missing, sensitive)
         if not cands:
             self._nothing_left(removed, cannot, missing)
+        if pinned is not None:
+            # The named backend answers; only fallback mode lets the others follow it (on its failure).
+            first = next(b for b in cands if b.name == pinned)
+            rest = [b for b in cands if b.name != pinned] if mode is Mode.FALLBACK else []
+            what = f"{request.model!r}" if request.model else pinned
+            follow = f", then {', '.join(b.name for b in rest)} if it fails" if rest else ""
+            fired.insert(0, RuleHit("pinned", f"the request names {what}: {pinned} answers{follow}"))
+            return RouteDecision(
+                mode=mode, domain=sig.domain, sensitive=sensitive, latency=sig.latency, task=sig.task,
+                backends=(first.name, *(b.name for b in rest)),
+                cloud_allowed=not sensitive and mode is not Mode.LOCAL_ONLY and not cloud_blocked,
+                rules=tuple(fired + built_in), escalate_below=None, sensitivity_reasons=tuple(reasons),
+                pinned=pinned, pinned_model=pinned_model,
+            )
 
         local = [b for b in cands if not b.is_cloud]
         cloud = [b for b in cands if b.is_cloud]
@@ -212,6 +229,53 @@ class Router:
             escalate_below=escalate_below,
             sensitivity_reasons=tuple(reasons),
         )
+
+    def pin(self, model: str | None, backend: str | None = None) -> tuple[str | None, str | None]:
+        """(backend, model for it) that a request names, or (None, None).
+
+        `backend` names a backend; `model` may be a backend name (`gemini`), a `backend/model` pair
+        (`gemini/gemini-2.5-pro`), or a model a configured backend serves by its catalogue prefixes
+        (`gemini-2.5-flash`, `apple/FastVLM-0.5B`). Anything else is a BadInputError.
+        """
+        names = [b.name for b in self.backends]
+        if backend is not None:
+            if backend not in names:
+                raise BadInputError(f"unknown backend {backend!r}; configured: {', '.join(names)}")
+            return backend, model
+        if not model or not model.strip():
+            return None, None
+        model = model.strip()
+        if model.lower() in names:
+            return model.lower(), None
+        head, slash, rest = model.partition("/")
+        if slash and head.lower() in names:
+            return head.lower(), rest or None
+        for b in self.backends:
+            if b.capabilities.serves(model):
+                return b.name, model
+        raise BadInputError(
+            f"no configured backend serves the model {model!r}; name a backend ({', '.join(names)}), "
+            "a backend/model pair such as gemini/gemini-2.5-flash, or one of their models"
+        )
+
+    def _pin_removed(self, pinned: str, request: Request, removed: list[str], cannot: list[str],
+                     missing: list[BackendInfo], sensitive: bool) -> None:
+        """Raise why the backend the request names cannot answer it (privacy first: exit 2 / HTTP 403)."""
+        info = self._info(pinned)
+        assert info is not None  # pin() only returns configured names
+        what = f"{request.model!r}" if request.model else pinned
+        if sensitive and info.is_cloud:
+            raise PolicyViolationError(
+                f"the request names {what}, which runs off this machine ({pinned}), but it is sensitive; "
+                "sensitive requests never leave this machine - name a local model or none"
+            )
+        why = [r for r in (*removed, *cannot) if pinned in r] or removed or cannot
+        if info in missing or not info.available:
+            cls = MissingCredentialsError if info.is_cloud else ConfigurationError
+            raise cls(f"the request names {what}, but {info.unavailable_reason or f'{pinned} is unavailable'}")
+        if any(pinned in r for r in cannot):
+            raise BadInputError(f"the request names {what}, but {'; '.join(why)}")
+        raise PolicyViolationError(f"the request names {what}, but {'; '.join(why) or 'the routing policy removed it'}")
 
     def with_inspection(self, decision: RouteDecision, inspection: Any) -> RouteDecision:
         """`decision` once the egress gate has looked at the pictures (privacy/inspector.py).

@@ -86,12 +86,11 @@ async def to_request(payload: dict[str, Any], state: ServerState) -> HybridReque
         history = "\n".join(f"{role.capitalize()}: {text}" for role, text in turns[:-1])
         prompt = f"Conversation so far:\n{history}\n\nUser: {prompt}"
     attachments: list[Attachment] = [await attachment_from_url(r, state.settings) for r in refs]
-    mode, pinned_model = _pin(str(payload.get("model") or "hybrid"), state)
-    if payload.get("mode"):
-        mode = Mode.parse(payload["mode"])
+    pinned = _pin(str(payload.get("model") or "hybrid"), state)
+    mode = Mode.parse(payload["mode"]) if payload.get("mode") else None
     options = _options(payload, "\n\n".join(s for s in system if s) or None)
     return HybridRequest(
-        prompt=prompt, attachments=tuple(attachments), mode=mode, model=pinned_model, options=options,
+        prompt=prompt, attachments=tuple(attachments), mode=mode, model=pinned, options=options,
         domain=Domain.parse(payload["domain"]) if payload.get("domain") else None,
         sensitive=parse_bool(payload.get("sensitive"), "sensitive"),
         user=payload.get("user") if isinstance(payload.get("user"), str) else None,
@@ -120,16 +119,16 @@ def _content(content: Any, i: int) -> tuple[str, list[str]]:
     return "\n".join(texts), images
 
 
-def _pin(model: str, state: ServerState) -> tuple[Mode | None, str | None]:
-    """`hybrid` -> router decides; `gemini` or `gemini/gemini-2.5-pro` -> that backend's kind only."""
+def _pin(model: str, state: ServerState) -> str | None:
+    """`hybrid` -> None (the router decides); a backend, `backend/model` or a model a backend serves -> that
+    string, which pins the request (routing/router.py `pin`); anything else is a 404 as OpenAI answers it."""
     if model in HYBRID:
-        return None, None
-    backend, _, model_name = model.partition("/")
-    if backend not in state.backend_names():
-        known = ", ".join(["hybrid", *state.backend_names()])
-        raise HTTPProblem(404, f"the model {model!r} does not exist; choose one of: {known}", code="model_not_found")
-    mode = Mode.CLOUD_ONLY if state.backend_kind(backend) == "cloud" else Mode.LOCAL_ONLY
-    return mode, model_name or None
+        return None
+    try:
+        state.processor.router.pin(model)
+    except BadInputError as exc:
+        raise HTTPProblem(404, str(exc), code="model_not_found") from None
+    return model
 
 
 def _options(payload: dict[str, Any], system: str | None) -> GenerationOptions:
