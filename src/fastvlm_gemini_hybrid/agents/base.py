@@ -20,14 +20,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from ..errors import BadInputError, HybridError, InvalidResponseError, PolicyViolationError
+from ..errors import BadInputError, HybridError, PolicyViolationError
 from ..types import Attachment, Domain, GenerationOptions, Latency, Mode, Request, Result, sniff_mime
-
-
-class AgentOutputError(InvalidResponseError):
-    """The model's answer did not match the agent's schema, even after one corrective retry."""
-
-    code = "agent_output_invalid"
+from .structured import AgentOutputError, ask_structured, schema_for  # structured imports nothing from here
 
 
 class OutputProblem(ValueError):
@@ -245,7 +240,6 @@ class Agent:
         }
 
     def output_schema(self) -> dict[str, Any]:
-        from .structured import schema_for
 
         return schema_for(self.output_model)
 
@@ -325,7 +319,6 @@ class Agent:
         *, label: str | list[str] | None = None,
     ) -> ItemResult:
         """One structured call (with its single retry), then `postprocess`; errors stay in the item."""
-        from .structured import ask_structured
 
         item = ItemResult(self.name, label if label is not None else [i.ref for i in ctx.items])
         request = self.make_request(ctx, attachments, prompt or self.build_prompt(ctx))

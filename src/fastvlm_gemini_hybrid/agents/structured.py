@@ -22,8 +22,15 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from ..errors import InvalidResponseError
 from ..types import Request, Result
-from .base import AgentOutputError
+
+
+class AgentOutputError(InvalidResponseError):
+    """The model's answer did not match the agent's schema, even after one corrective retry."""
+
+    code = "agent_output_invalid"
+
 
 #: longest slice of a rejected answer quoted back to the model in the retry prompt
 QUOTE_CHARS = 600

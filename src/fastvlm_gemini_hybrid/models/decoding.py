@@ -12,12 +12,21 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..types import GenerationOptions
+from .items import GenItem, GenOutput
 
-if TYPE_CHECKING:
-    from .runtime import FastVLMRuntime, GenItem, GenOutput
+
+class LoadedModel(Protocol):
+    """What the decode loop needs of a loaded runtime (models/runtime.py `FastVLMRuntime` is one)."""
+
+    model: Any
+    tokenizer: Any
+    device: Any
+    eos_ids: list[int]
+    pad_id: int
+    last_timings: dict[str, float]
 
 CONFIDENCE_QUANTILE = 0.10
 
@@ -93,12 +102,10 @@ def _generators(torch: Any, items: Sequence[GenItem], device: str) -> list[Any]:
     return gens
 
 
-def decode(runtime: FastVLMRuntime, items: Sequence[GenItem], state: PrefillState, start: float,
+def decode(runtime: LoadedModel, items: Sequence[GenItem], state: PrefillState, start: float,
            on_token: Callable[[int, int], None] | None, *, ignore_eos: bool = False) -> list[GenOutput]:
     """Run the decode loop from a prefilled state; one forward per step for the whole batch."""
     import torch
-
-    from .runtime import GenOutput
 
     batch = len(items)
     eos = set() if ignore_eos else set(runtime.eos_ids)

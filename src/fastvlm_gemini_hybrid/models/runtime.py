@@ -20,54 +20,18 @@ import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .._optional import require
 from ..errors import BackendUnavailableError, BadInputError, ConfigurationError, HybridError
-from ..types import GenerationOptions
 from . import decoding
 from .architecture import IMAGE_TOKEN
 from .device import pick_device, pick_dtype, set_threads
+from .items import GenItem, GenOutput, ImageInput  # re-exported: callers import them from here
 from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key
 
 TokenCallback = Callable[[int, int], None]  # (row in batch, token id)
-
-
-@dataclass(frozen=True)
-class ImageInput:
-    data: bytes
-    sha256: str
-    name: str | None = None
-
-    @classmethod
-    def from_bytes(cls, data: bytes, name: str | None = None) -> ImageInput:
-        return cls(data=data, sha256=hashlib.sha256(data).hexdigest(), name=name)
-
-
-@dataclass(frozen=True)
-class GenItem:
-    """One prompt with its images and generation options."""
-
-    prompt: str
-    images: tuple[ImageInput, ...] = ()
-    options: GenerationOptions = field(default_factory=GenerationOptions)
-
-
-@dataclass
-class GenOutput:
-    text: str
-    token_ids: list[int]
-    input_tokens: int
-    confidence: float | None
-    finish_reason: str
-    ttft_s: float
-    total_s: float
-
-    @property
-    def output_tokens(self) -> int:
-        return len(self.token_ids)
 
 
 class LRU:

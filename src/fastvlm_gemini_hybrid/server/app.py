@@ -11,7 +11,6 @@ and OpenAI-shaped errors for every failure, including ones FastAPI raises itself
 from __future__ import annotations
 
 import hmac
-import json
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -197,15 +196,6 @@ def uvicorn_config(app: Any, *, host: str, port: int, log_level: str = "info", l
     uvicorn = require("uvicorn", "server", "the HTTP server")
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, loop=loop,
                           timeout_graceful_shutdown=10)
-
-
-def json_loads(raw: bytes) -> Any:
-    from ..errors import BadInputError
-
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"the request body is not valid JSON: {exc}") from None
 
 
 def _version() -> str:

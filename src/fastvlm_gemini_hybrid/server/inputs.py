@@ -32,7 +32,7 @@ async def read_input(
     """
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("application/json"):
-        from .app import json_loads
+        from .jsonbody import json_loads
 
         data = json_loads(await request.body())
         if not isinstance(data, dict):

@@ -20,7 +20,6 @@ import json
 import shutil
 import sys
 import tempfile
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,12 +185,3 @@ def make_tiny_onnx(directory: str | Path, *, source: str | Path | None = None, s
     if problems:  # a bug here, not bad input: say exactly what is missing
         raise BackendUnavailableError(f"tiny ONNX bundle incomplete: {'; '.join(problems)}", backend="browser")
     return target
-
-
-def quiet_export() -> contextlib.ExitStack:
-    """torch.onnx prints progress on stdout and warns freely; keep stdout for answers."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(contextlib.redirect_stdout(sys.stderr))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    return stack

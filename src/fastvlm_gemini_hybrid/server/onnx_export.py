@@ -9,7 +9,10 @@ transformers.js. Sessions are fp32; a real deployment downloads the quantised pu
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +77,6 @@ def export_sessions(model: Any, onnx_dir: Path, image_size: int) -> None:
     require("onnxscript", "browser", "exporting ONNX")
     from torch.export import Dim
 
-    from .onnx_bundle import quiet_export
 
     tc = model.config.text_config
     layers, kv_heads = tc.num_hidden_layers, tc.num_key_value_heads
@@ -187,3 +189,12 @@ def export_all(source: Path, target: Path) -> None:
     for name, data in files.items():
         (target / name).write_text(json.dumps(data, indent=2) + "\n")
     tokenizer_files(processor.tokenizer, target)
+
+
+def quiet_export() -> contextlib.ExitStack:
+    """torch.onnx prints progress on stdout and warns freely; keep stdout for answers."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    return stack

@@ -43,7 +43,7 @@ async def models(request: Request) -> Any:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Any:
-    from .app import json_loads
+    from .jsonbody import json_loads
 
     state = state_of(request)
     state.gate.reserve()
