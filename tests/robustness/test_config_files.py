@@ -98,7 +98,8 @@ def load(config_dir: Path, suffix: str, content: bytes) -> Settings | None:
 @settings(max_examples=examples(150))
 @given(text=CONFIG_TEXTS, suffix=SUFFIXES)
 def test_config_text_gives_settings_or_configuration_error(config_dir: Path, text: str, suffix: str) -> None:
-    result = load(config_dir, suffix, text.encode("utf-8"))
+    result = load(config_dir, suffix, text.encode("utf-8"))  # asserts the property itself
+    assert result is None or isinstance(result, Settings)
     event("Settings" if result is not None else "ConfigurationError")
 
 
@@ -106,14 +107,18 @@ def test_config_text_gives_settings_or_configuration_error(config_dir: Path, tex
 @given(data=SETTING_DICTS, suffix=SUFFIXES)
 def test_real_setting_names_with_any_values(config_dir: Path, data: dict[str, Any], suffix: str) -> None:
     text = toml_text(data) if suffix == ".toml" else yaml_text(data)
-    event("Settings" if load(config_dir, suffix, text.encode("utf-8")) is not None else "ConfigurationError")
+    result = load(config_dir, suffix, text.encode("utf-8"))
+    assert result is None or isinstance(result, Settings)
+    event("Settings" if result is not None else "ConfigurationError")
 
 
 @settings(max_examples=examples(60))
 @given(content=st.binary(max_size=200) | CONFIG_TEXTS.map(lambda t: t.encode("utf-8")).flatmap(
     lambda b: st.binary(max_size=4).map(lambda junk: b + junk)), suffix=SUFFIXES)
 def test_config_bytes_give_settings_or_configuration_error(config_dir: Path, content: bytes, suffix: str) -> None:
-    event("Settings" if load(config_dir, suffix, content) is not None else "ConfigurationError")
+    result = load(config_dir, suffix, content)
+    assert result is None or isinstance(result, Settings)
+    event("Settings" if result is not None else "ConfigurationError")
 
 
 # --------------------------------------------------------------------------- crashes found before, now typed errors
@@ -121,4 +126,4 @@ def test_config_bytes_give_settings_or_configuration_error(config_dir: Path, con
 
 @pytest.mark.parametrize("suffix", [".toml", ".yaml"])
 def test_config_file_not_utf8(config_dir: Path, suffix: str) -> None:
-    load(config_dir, suffix, b"threads: \xff\n")
+    assert load(config_dir, suffix, b"threads: \xff\n") is None  # a ConfigurationError, not UnicodeDecodeError

@@ -372,7 +372,7 @@ def test_every_failure_reads_the_same(
     elif case == "credentials":
         host = "user:secret@images.example"
     resp = chat(fetching(), f"http://{host}:{port}/x.png")
-    refused(resp)
+    assert resp.status_code == 400 and resp.json()["error"]["message"] == media.FETCH_FAILED
 
 
 def socket_port_nobody_listens_on() -> int:
