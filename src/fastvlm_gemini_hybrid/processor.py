@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from .audit import AuditLog
@@ -47,13 +46,11 @@ from .errors import (
 from .metrics import Metrics
 from .privacy.gate import gated
 from .privacy.inspector import Inspection, Inspector, PrivacyPolicy
+from .request_builder import MediaInput, build_request  # re-exported: the seed API builds requests here
 from .routing import BackendInfo, Router, configured_backends, load_rules
-from .types import Attachment, Attempt, Generation, Mode, Request, Result, RouteDecision, Usage
+from .types import Attempt, Generation, Mode, Request, Result, RouteDecision, Usage
 
 log = logging.getLogger(__name__)
-
-MediaInput = str | Path | bytes | Attachment
-
 
 class HybridVLMProcessor:
     """The one entry point: `process()` (the seed's dict API), `run()`/`arun()` (typed), `astream()`."""
@@ -724,38 +721,6 @@ def _settle(outcome: Generation | BaseException, name: str) -> Generation:
     if isinstance(outcome, HybridError):
         raise outcome
     raise ServerError(f"{type(outcome).__name__}: {outcome}", name) from outcome
-
-
-def build_request(prompt: str, media: MediaInput | Sequence[MediaInput] | None = None, **hints: Any) -> Request:
-    """A `Request` from loose inputs: paths, URLs, bytes or Attachments, and hint keywords."""
-    from .types import Domain, Latency
-
-    items: list[MediaInput]
-    if media is None:
-        items = []
-    elif isinstance(media, (str, Path, bytes, Attachment)):
-        items = [media]
-    else:
-        items = list(media)
-    attachments = tuple(_attachment(m) for m in items)
-    if isinstance(hints.get("mode"), str):
-        hints["mode"] = Mode.parse(hints["mode"])
-    if isinstance(hints.get("domain"), str):
-        hints["domain"] = Domain.parse(hints["domain"])
-    if isinstance(hints.get("latency"), str):
-        hints["latency"] = Latency.parse(hints["latency"])
-    try:
-        return Request(prompt=prompt, attachments=attachments, **hints)
-    except TypeError as exc:
-        raise BadInputError(f"unknown request option: {exc}") from None
-
-
-def _attachment(item: MediaInput) -> Attachment:
-    if isinstance(item, Attachment):
-        return item
-    if isinstance(item, bytes):
-        return Attachment.from_bytes(item)
-    return Attachment.parse(str(item))
 
 
 __all__ = ["HybridVLMProcessor", "build_request"]

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from ..errors import BadInputError, HybridError, PolicyViolationError
+from ..request_builder import build_request
 from ..types import Attachment, Domain, GenerationOptions, Latency, Mode, Request, Result, sniff_mime
 from .structured import AgentOutputError, ask_structured, schema_for  # structured imports nothing from here
 
@@ -304,7 +305,7 @@ class Agent:
 
     def make_request(self, ctx: AgentContext, attachments: tuple[Attachment, ...], prompt: str) -> Request:
         options = GenerationOptions(max_tokens=ctx.options.max_tokens or self.max_tokens, system=self.system)
-        return Request(prompt=prompt, attachments=attachments, options=options, **self.request_hints(ctx.options))
+        return build_request(prompt, list(attachments), options=options, **self.request_hints(ctx.options))
 
     def check_count(self, items: list[InputItem]) -> None:
         n = len(items)

@@ -47,7 +47,7 @@ def add_generation_flags(parser: argparse.ArgumentParser) -> None:
 
 def request_from_args(args: argparse.Namespace, prompt: str, media: list[Any] | None = None) -> Any:
     """Build a Request from parsed flags; bad values raise BadInputError (exit 2)."""
-    from ..processor import build_request
+    from ..request_builder import build_request
     from ..types import GenerationOptions
 
     if media is None:

@@ -57,18 +57,11 @@ def _attachments(refs: list[str]) -> tuple[Any, ...]:
 
 def build_request(args: argparse.Namespace) -> Any:
     """A Request from the flags; unknown mode/domain/latency values raise BadInputError (exit 2)."""
-    from ..types import Domain, Latency, Mode, Request
+    from ..request_builder import build_request as build
 
-    return Request(
-        prompt=args.prompt,
-        attachments=_attachments(args.attachments),
-        mode=Mode.parse(args.mode) if args.mode else None,
-        domain=Domain.parse(args.domain) if args.domain else None,
-        sensitive=args.sensitive,
-        latency=Latency.parse(args.latency) if args.latency else None,
-        max_latency_ms=args.max_latency_ms,
-        model=args.model,
-    )
+    return build(args.prompt, list(_attachments(args.attachments)), mode=args.mode, domain=args.domain,
+                 sensitive=args.sensitive, latency=args.latency, max_latency_ms=args.max_latency_ms,
+                 model=args.model)
 
 
 def explain(decision: Any) -> str:

@@ -126,7 +126,7 @@ def options_from(fields: dict[str, Any]) -> GenerationOptions:
 
 def request_from(fields: dict[str, Any], attachments: list[Attachment], *, user: str | None = None) -> Request:
     """Fields as the CLI would take them; bad values raise `BadInputError` (400)."""
-    from ..processor import build_request
+    from ..request_builder import build_request
 
     prompt = fields.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():

@@ -17,7 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ..errors import BadInputError
-from ..types import Attachment, Domain, GenerationOptions, Mode, Result
+from ..request_builder import build_request
+from ..types import Attachment, GenerationOptions, Result
 from ..types import Request as HybridRequest
 from . import sse
 from .api import state_of, stream_response
@@ -86,12 +87,10 @@ async def to_request(payload: dict[str, Any], state: ServerState) -> HybridReque
         history = "\n".join(f"{role.capitalize()}: {text}" for role, text in turns[:-1])
         prompt = f"Conversation so far:\n{history}\n\nUser: {prompt}"
     attachments: list[Attachment] = [await attachment_from_url(r, state.settings) for r in refs]
-    pinned = _pin(str(payload.get("model") or "hybrid"), state)
-    mode = Mode.parse(payload["mode"]) if payload.get("mode") else None
     options = _options(payload, "\n\n".join(s for s in system if s) or None)
-    return HybridRequest(
-        prompt=prompt, attachments=tuple(attachments), mode=mode, model=pinned, options=options,
-        domain=Domain.parse(payload["domain"]) if payload.get("domain") else None,
+    return build_request(
+        prompt, attachments, model=_pin(str(payload.get("model") or "hybrid"), state), options=options,
+        mode=payload.get("mode") or None, domain=payload.get("domain") or None,
         sensitive=parse_bool(payload.get("sensitive"), "sensitive"),
         user=payload.get("user") if isinstance(payload.get("user"), str) else None,
     )
