@@ -19,7 +19,8 @@ HybridError                          exit  fallback?
 │   ├── ServerError                    1    yes     (5xx, dropped connection)
 │   ├── InvalidResponseError           1    yes     (unparseable answer)
 │   └── BackendRejectedError           2    never   (400/403/404: the backend refused this input)
-└── AllBackendsFailedError             1    —       (every allowed backend failed; `.attempts`)
+├── AllBackendsFailedError             1    —       (every allowed backend failed; `.attempts`)
+└── WorkCancelledError                 1    never   (a batch or job was stopped before this item began)
 ```
 
 `fallback_allowed` says whether the processor may try the next backend after this error. In
@@ -175,6 +176,12 @@ class AllBackendsFailedError(HybridError):
         # If every failure was the user's to fix (e.g. weights missing), say so with exit 2.
         codes = {getattr(err, "exit_code", 1) for _, err in self.attempts}
         return 2 if codes == {2} else 1
+
+
+class WorkCancelledError(HybridError):
+    """A batch or job was stopped before this item began (execution/fanout.py)."""
+
+    code = "cancelled"
 
 
 def fallback_allowed(error: BaseException) -> bool:

@@ -360,6 +360,11 @@ class Generation:
     confidence: float | None = None
     finish_reason: str | None = None
     blocked: bool = False
+    #: set by the execution plan (execution/): the backend that answered, what failed before it, and in
+    #: parallel mode with `return_all` the other answers
+    backend: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    alternatives: list[Generation] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:

@@ -10,7 +10,6 @@ ones), and an over-long answer is sent back once like any other invalid answer.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from dataclasses import replace
@@ -20,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..errors import BadInputError, HybridError
+from ..execution.fanout import fan_out
 from ..types import Domain, Latency
 from .base import Agent, AgentContext, AgentOptions, InputItem, ItemResult, RoutingHints, resolve_inputs
 
@@ -97,32 +97,32 @@ class CaptionAgent(Agent):
     ) -> list[ItemResult]:
         from tqdm import tqdm
 
-        gate = asyncio.Semaphore(max(1, options.concurrency))
         bar = tqdm(total=len(todo), unit="image", file=sys.stderr, dynamic_ncols=True,
                    disable=not options.progress or len(todo) < 2)
         counts = {"ok": 0, "failed": 0}
 
-        async def one(item: InputItem) -> ItemResult:
-            async with gate:
-                ctx = AgentContext([item], options)
-                try:
-                    ctx.attachments = (item.load(),)
-                except HybridError as exc:
-                    result = ItemResult(self.name, item.ref, error=exc)
-                else:
-                    result = await self.ask(processor, ctx, ctx.attachments, prompt, label=item.ref)
-                if result.ok and fmt:
-                    write_sidecar(result, fmt, sidecar_path(Path(item.ref), fmt, clashing))
-                options.emit(result)
-                counts["ok" if result.ok else "failed"] += 1
-                bar.update(1)
-                bar.set_postfix(counts, refresh=False)
-                return result
+        async def one(_: int, item: InputItem) -> ItemResult:
+            ctx = AgentContext([item], options)
+            try:
+                ctx.attachments = (item.load(),)
+            except HybridError as exc:
+                result = ItemResult(self.name, item.ref, error=exc)
+            else:
+                result = await self.ask(processor, ctx, ctx.attachments, prompt, label=item.ref)
+            if result.ok and fmt:
+                write_sidecar(result, fmt, sidecar_path(Path(item.ref), fmt, clashing))
+            options.emit(result)
+            counts["ok" if result.ok else "failed"] += 1
+            bar.update(1)
+            bar.set_postfix(counts, refresh=False)
+            return result
 
         try:
-            return list(await asyncio.gather(*(one(i) for i in todo)))
+            done = await fan_out(todo, one, concurrency=options.concurrency)
         finally:
             bar.close()
+        return [r if isinstance(r, ItemResult) else ItemResult(self.name, todo[i].ref, error=r)
+                for i, r in enumerate(done)]
 
     def render(self, output: dict[str, Any]) -> str:
         tags = ", ".join(output.get("tags") or [])

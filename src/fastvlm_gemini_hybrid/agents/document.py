@@ -10,12 +10,12 @@ a mismatch is reported as a warning next to the data, never silently "fixed".
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .base import Agent, AgentContext, AgentOptions, ItemResult, RoutingHints, resolve_inputs
+from ..execution.fanout import fan_out
+from .base import Agent, AgentContext, AgentOptions, InputItem, ItemResult, RoutingHints, resolve_inputs
 
 #: a total may differ from the sum of its lines by rounding; beyond this it is flagged
 TOLERANCE = 0.02
@@ -87,16 +87,16 @@ class DocumentAgent(Agent):
         items = resolve_inputs(refs, self.accepts, self.name)
         self.check_count(items)
         self.prepare(AgentContext(items, options))
-        gate = asyncio.Semaphore(max(1, options.concurrency))
 
-        async def one(index: int) -> ItemResult:
-            async with gate:
-                ctx = AgentContext([items[index]], options, (items[index].load(),))
-                result = await self.ask(processor, ctx, ctx.attachments, label=items[index].ref)
-                options.emit(result)
-                return result
+        async def one(_: int, item: InputItem) -> ItemResult:
+            ctx = AgentContext([item], options, (item.load(),))
+            result = await self.ask(processor, ctx, ctx.attachments, label=item.ref)
+            options.emit(result)
+            return result
 
-        return list(await asyncio.gather(*(one(i) for i in range(len(items)))))
+        done = await fan_out(items, one, concurrency=options.concurrency)
+        return [r if isinstance(r, ItemResult) else ItemResult(self.name, items[i].ref, error=r)
+                for i, r in enumerate(done)]
 
     def postprocess(self, value: Any, ctx: AgentContext) -> dict[str, Any]:
         data = value.model_dump(mode="json")

@@ -10,12 +10,12 @@ Chapters must come in time order and inside the clip; an answer that breaks that
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from ..errors import HybridError, MissingDependencyError, PolicyViolationError
+from ..execution.fanout import fan_out
 from ..types import Attachment, Mode
 from ._video import clip_has_route, extract_keyframes, fmt_ts, parse_ts, probe_duration
 from .base import Agent, AgentContext, AgentOptions, ItemResult, OutputProblem, resolve_inputs
@@ -96,19 +96,17 @@ class VideoSummaryAgent(Agent):
 
     async def _from_keyframes(self, processor: Any, ctx: AgentContext) -> ItemResult:
         frames = extract_keyframes(ctx.items[0].ref, ctx.options.max_frames or DEFAULT_FRAMES)
-        gate = asyncio.Semaphore(max(1, ctx.options.concurrency))
 
-        async def describe(frame: Any) -> str:
-            async with gate:
-                att = Attachment.from_bytes(frame.jpeg, name=frame.name)
-                request = self.make_request(ctx, (att,), self.frame_prompt.format(at=fmt_ts(frame.t_s)))
-                answer = await ask_structured(processor, request, FrameNote, label=f"{self.name} (frame)")
-                return answer.value.description  # type: ignore[attr-defined]
+        async def describe(_: int, frame: Any) -> str:
+            att = Attachment.from_bytes(frame.jpeg, name=frame.name)
+            request = self.make_request(ctx, (att,), self.frame_prompt.format(at=fmt_ts(frame.t_s)))
+            answer = await ask_structured(processor, request, FrameNote, label=f"{self.name} (frame)")
+            return answer.value.description  # type: ignore[attr-defined]
 
-        try:
-            notes = await asyncio.gather(*(describe(f) for f in frames))
-        except HybridError as exc:
-            return ItemResult(self.name, ctx.items[0].ref, error=exc)
+        notes = await fan_out(frames, describe, concurrency=ctx.options.concurrency)
+        failed = next((n for n in notes if isinstance(n, HybridError)), None)
+        if failed is not None:  # a summary over a timeline with holes would invent what it cannot see
+            return ItemResult(self.name, ctx.items[0].ref, error=failed)
         pairs = zip(frames, notes, strict=True)
         timeline = "\n".join(f"- {f.t_s:.1f} s ({fmt_ts(f.t_s)}): {n.strip()}" for f, n in pairs)
         ctx.extra.update(source="keyframes", frames=len(frames))

@@ -10,10 +10,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInputError
 from ..types import BackendKind, Generation, Request
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,18 @@ class Backend(ABC):
         result = await self.generate(request)
         yield result.text
 
+    async def stream_answer(self, request: Request) -> AsyncIterator[str | Generation]:
+        """Pieces as `stream` yields them, then the whole answer as a `Generation` (always last).
+
+        What the execution plan consumes: a composite (fallback, parallel, escalation) must say at the end
+        which backend answered and what failed first. A backend that knows more (usage) may override it.
+        """
+        pieces: list[str] = []
+        async for piece in self.stream(request):
+            pieces.append(piece)
+            yield piece
+        yield Generation(text="".join(pieces), model=request.model or self.default_model, backend=self.name)
+
     async def generate_batch(self, requests: list[Request]) -> list[Generation | BaseException]:
         """Answer several requests; backends with real batching override this."""
         out: list[Generation | BaseException] = []
@@ -116,7 +131,7 @@ class Backend(ABC):
         return f"<{type(self).__name__} {self.name!r} {self.capabilities.kind.value}>"
 
 
-def settings_or_default(settings: Any) -> Any:
+def settings_or_default(settings: Settings | None) -> Settings:
     """`settings`, or the effective ones (flags > env > file > defaults) when a backend is built alone."""
     if settings is not None:
         return settings

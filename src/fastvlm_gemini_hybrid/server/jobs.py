@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -33,11 +33,17 @@ from .inputs import read_input, request_from
 from .media import attachment_from_bytes, parse_bool, parse_number
 from .state import ServerState
 
+if TYPE_CHECKING:
+    from ..types import Request as HybridRequest
+    from ..types import Result, RouteDecision
+
 router = APIRouter()
 KINDS = ("batch", "video", "surveillance")
 MAX_EVENTS = 10_000
 MAX_JOBS = 100
 MAX_ACTIVE = 4
+DEFAULT_BATCH_SIZE = 4  # images per forward pass on a backend that batches (as `fastvlm-hybrid batch`)
+MAX_BATCH_SIZE = 64
 
 
 @dataclass
@@ -143,14 +149,14 @@ class LoopBridge:
     def __init__(self, state: ServerState, loop: asyncio.AbstractEventLoop, job: Job) -> None:
         self.state, self.loop, self.job = state, loop, job
 
-    def decide(self, request: Any) -> Any:
+    def decide(self, request: HybridRequest) -> RouteDecision:
         return self.state.processor.decide(request)
 
-    def run(self, request: Any, **kw: Any) -> Any:
+    def run(self, request: HybridRequest, **kw: Any) -> Result:
         if self.job.cancel.is_set():
             raise BadInputError("the job was cancelled")
 
-        async def call() -> Any:
+        async def call() -> Result:
             async with self.state.gate.slot(shed=False):
                 return await self.state.processor.arun(request, **kw)
 
@@ -170,7 +176,11 @@ async def create_job(request: Request) -> Any:
         atts = [attachment_from_bytes(data, name, state.settings) for name, data in files]
         requests = [request_from(fields, [a]) for a in atts]
         concurrency = parse_number(fields.get("concurrency"), "concurrency") or state.settings.server_concurrency
-        job = state.jobs.submit(kind, lambda job: _batch(state, job, atts, requests, concurrency))
+        batch_size = parse_number(fields.get("batch_size"), "batch_size")
+        batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise BadInputError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}")
+        job = state.jobs.submit(kind, lambda job: _batch(state, job, atts, requests, concurrency, batch_size))
     else:
         if len(files) != 1:
             raise BadInputError(f"a {kind} job takes exactly one video file")
@@ -183,28 +193,27 @@ async def create_job(request: Request) -> Any:
     return JSONResponse(job.to_dict(results=False), status_code=202)
 
 
-async def _batch(state: ServerState, job: Job, atts: list[Attachment], requests: list[Any], concurrency: int) -> None:
+async def _batch(
+    state: ServerState, job: Job, atts: list[Attachment], requests: list[HybridRequest], concurrency: int,
+    batch_size: int,
+) -> None:
+    """Through the processor's one fan-out: a batching local backend gets `batch_size` images per pass."""
     job.total = len(requests)
 
-    async def one(i: int) -> None:
+    def record(i: int, outcome: Result | HybridError) -> None:
         row: dict[str, Any] = {"type": "result", "index": i, "input": atts[i].name}
-        try:
-            async with state.gate.slot(shed=False):
-                row.update(ok=True, **(await state.processor.arun(requests[i])).to_dict())
-        except HybridError as exc:
-            row.update(ok=False, error=classify(exc)[1]["error"])
+        if isinstance(outcome, HybridError):
+            row.update(ok=False, error=classify(outcome)[1]["error"])
+        else:
+            row.update(ok=True, **outcome.to_dict())
         job.results.append(row)
         job.done += 1
         job.emit({**row, "progress": {"done": job.done, "total": job.total}})
 
-    gate = asyncio.Semaphore(max(1, min(concurrency, 16)))
-
-    async def bounded(i: int) -> None:
-        async with gate:
-            if not job.cancel.is_set():
-                await one(i)
-
-    await asyncio.gather(*(bounded(i) for i in range(len(requests))))
+    await state.processor.arun_many(
+        requests, concurrency=max(1, min(concurrency, 16)), batch_size=batch_size, on_result=record,
+        stop=job.cancel.is_set, slot=lambda: state.gate.slot(shed=False),
+    )
 
 
 async def _in_thread(state: ServerState, job: Job, att: Attachment, work: Callable[..., None]) -> None:
