@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ..errors import MissingDependencyError
+from ..metrics_export import CONTENT_TYPE
 from ..types import Result
 from . import sse
-from .errors import classify
+from .errors import body, classify
 from .inputs import read_input, request_from
 from .media import parse_bool
 from .state import ServerState
@@ -131,15 +133,12 @@ def browser_models(state: ServerState) -> list[str]:
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Any:
-    state = state_of(request)
-    gate = state.gate.snapshot()
-    lines = [state.processor.metrics.prometheus_text().rstrip("\n")]
-    lines += state.http.prometheus()
-    for name, help_ in (("running", "model requests running"), ("waiting", "model requests waiting")):
-        lines += [f"# HELP fastvlm_hybrid_queue_{name} {help_}", f"# TYPE fastvlm_hybrid_queue_{name} gauge",
-                  f"fastvlm_hybrid_queue_{name} {gate[name]}"]
-    lines += ["# TYPE fastvlm_hybrid_shed_total counter", f"fastvlm_hybrid_shed_total {gate['shed']}"]
-    lines += ["# TYPE fastvlm_hybrid_jobs gauge"]
-    for job_state, count in sorted(state.jobs.counts().items()):
-        lines.append(f'fastvlm_hybrid_jobs{{state="{job_state}"}} {count}')
-    return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+    """Prometheus text: every worker process's counters when there are several (docs/server.md, "Metrics").
+
+    Without prometheus-client (the `server` extra) a 501 names the install command, not a traceback.
+    """
+    try:
+        payload = state_of(request).prometheus()
+    except MissingDependencyError as exc:
+        return JSONResponse(body(str(exc), "server_error", exc.code), status_code=501)
+    return Response(payload, media_type=CONTENT_TYPE)

@@ -21,6 +21,7 @@ from typing import Any
 from .._optional import require
 from ..config import Settings, load_settings
 from ..errors import BadInputError
+from ..metrics_export import MULTIPROC_ENV, multiprocess_directory
 
 REPLICA_HEADER = b"x-hybrid-replica"
 
@@ -40,21 +41,28 @@ def settings_payload(settings: Settings) -> dict[str, Any]:
 
 def build_deployment(
     settings: Settings, replicas: int, *, processor_factory: ProcessorFactory | None = None,
-    num_cpus: float = 1.0,
+    num_cpus: float = 1.0, metrics_dir: str | None = None,
 ) -> Any:
     """The bound Ray Serve application (for `serve.run`): `replicas` copies of the HTTP app.
 
     `processor_factory(settings)` builds each replica's processor; by default the configured one
-    (real backends). Tests pass a factory that builds fake backends instead.
+    (real backends). Tests pass a factory that builds fake backends instead. With `metrics_dir` (a
+    directory on this machine: `serve --ray` without a cluster to join), the replicas keep their
+    Prometheus counters in prometheus_client's multiprocess files there, so the `/metrics` of
+    whichever replica Ray's proxy picks reports all of them.
     """
     serve = require("ray.serve", "ray", "serving with Ray")
 
     @serve.deployment(num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus})
     @serve.ingress()
     class HybridReplica:
-        def __init__(self, values: dict[str, Any], factory: ProcessorFactory | None) -> None:
+        def __init__(self, values: dict[str, Any], factory: ProcessorFactory | None,
+                     metrics_dir: str | None = None) -> None:
             self.settings = Settings(**values)
             self.factory = factory
+            if metrics_dir is not None:
+                # Read when the app's counters are made (below); this process is this replica's alone.
+                os.environ[MULTIPROC_ENV] = metrics_dir
 
         def __serve_build_asgi_app__(self) -> Any:
             from . import create_app
@@ -62,7 +70,7 @@ def build_deployment(
             processor = self.factory(self.settings) if self.factory is not None else None
             return ReplicaHeader(create_app(processor, settings=self.settings), _replica_id())
 
-    return HybridReplica.bind(settings_payload(settings), processor_factory)
+    return HybridReplica.bind(settings_payload(settings), processor_factory, metrics_dir)
 
 
 class ReplicaHeader:
@@ -164,16 +172,19 @@ def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -
         raise KeyboardInterrupt  # SIGTERM (systemd, docker stop, timeout) shuts Ray down like Ctrl-C
 
     previous = signal.signal(signal.SIGTERM, _stop)
+    # The replicas' shared metrics files, when they all run on this machine (our own local Ray); on
+    # a joined cluster they may not, and each replica's /metrics reports itself (docs/server.md).
+    metrics = contextlib.nullcontext(None) if joined else multiprocess_directory()
     # Ray's driver prints replicas' stdout and raylet notices (one comes at every shutdown) on stdout;
     # `serve` answers nothing there, so stdout stays empty for whoever reads it, as without --ray.
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(sys.stderr), metrics as metrics_dir:
         try:
             ray.init(address=address, ignore_reinit_error=True, include_dashboard=False)
             # ray.init installs a C++ failure-signal handler for SIGTERM: it printed a crash dump
             # ("*** SIGTERM received ... PC: @ ...") and, after our shutdown, aborted (exit 134).
             signal.signal(signal.SIGTERM, _stop)
             serve.start(http_options={"host": host, "port": port})
-            serve.run(build_deployment(settings, replicas), name=APP_NAME, route_prefix="/")
+            serve.run(build_deployment(settings, replicas, metrics_dir=metrics_dir), name=APP_NAME, route_prefix="/")
             noun = "replica" if replicas == 1 else "replicas"
             info(f"fastvlm-hybrid serving {replicas} Ray Serve {noun} on http://{host}:{port}/ (Ctrl-C to stop)")
             while True:
