@@ -20,31 +20,28 @@ from the log without the key.
 
 Errors: `AuditWriteError` (a `HybridError`, 500) when the disk refuses a record: no answer goes out
 without its record.
+
+Modules: this one owns the files (log, head, lock) and the write path; `audit_chain.py` the key, the
+MACs and `verify`'s judgement of a chain; `audit_writer.py` the group-commit thread.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import os
-import queue
-import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from .errors import HybridError
+from .audit_chain import GENESIS, KEY_FILE, ChainKey, VerifyReport, canonical_body, load_key, verify_chain
+from .audit_writer import AuditWriteError, GroupCommitWriter
 from .files import private_dir
 from .types import new_id
-
-GENESIS = "0" * 64
-KEY_FILE = "audit.key"
 
 try:  # POSIX advisory locks keep two processes from interleaving records.
     import fcntl
@@ -52,60 +49,14 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
-_CHAIN_KEYS = ("seq", "prev", "hash")
-
-
-class AuditWriteError(HybridError):
-    """The audit record could not be made durable, so the request is not answered."""
-
-    code = "audit_unavailable"
-
-
-def _body(record: dict[str, Any]) -> str:
-    """The canonical JSON of a record without its chain fields (what the MAC covers, with them)."""
-    data = {k: v for k, v in record.items() if k not in _CHAIN_KEYS}
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def load_key(path: Path) -> bytes:
-    """The install's audit key at `path`, created (0600, 32 random bytes) when absent."""
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32))
-        fh.flush()
-        os.fsync(fh.fileno())
-    return bytes.fromhex(path.read_text().strip())
-
-
-@dataclass
-class VerifyReport:
-    """`ok` is false only for what an edit can do; `truncated` counts torn lines a crash can leave."""
-
-    ok: bool
-    records: int
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    truncated: int = 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "records": self.records, "problems": self.problems, "notes": self.notes,
-                "truncated_tail_lines": self.truncated}
 
 
 class AuditLog:
     """The audit trail at `path`. Safe for threads and processes on one machine."""
 
     def __init__(
-        self, path: Path, *, clock: Any = time.time, background: bool = False, linger_s: float = 0.0,
-        key_path: Path | None = None,
+        self, path: Path, *, clock: Callable[[], float] = time.time, background: bool = False,
+        linger_s: float = 0.0, key_path: Path | None = None,
     ) -> None:
         self.path = Path(path)
         self.head_path = self.path.with_name(self.path.name + ".head")
@@ -113,44 +64,37 @@ class AuditLog:
         self.clock = clock
         self._lock = threading.Lock()
         self.background = background
-        self.linger_s = linger_s
-        self._queue: queue.Queue[tuple[str, concurrent.futures.Future[None]] | None] = queue.Queue()
-        self._writer: threading.Thread | None = None
-        self._writer_lock = threading.Lock()
-        self._lock_file: Any = None
-        self._key: bytes | None = None
+        self._writer = GroupCommitWriter(self._write, linger_s=linger_s)
+        self._lock_file: TextIO | None = None
+        self._chain = ChainKey(self.key_path)
         self._known: tuple[int, str, int] | None = None  # (seq, mac, log size) after our last write
-        self.write_errors = 0
+
+    @property
+    def linger_s(self) -> float:
+        """How long the background writer waits for more records to join a group (settable while running)."""
+        return self._writer.linger_s
+
+    @linger_s.setter
+    def linger_s(self, value: float) -> None:
+        self._writer.linger_s = value
+
+    @property
+    def write_errors(self) -> int:
+        """Records the background writer could not make durable."""
+        return self._writer.errors
 
     # ------------------------------------------------------------------ keyed hashing
     @property
     def key(self) -> bytes:
-        if self._key is None:
-            self._key = load_key(self.key_path)
-        return self._key
-
-    def _mac(self, text: str) -> str:
-        return hmac.new(self.key, text.encode(), hashlib.sha256).hexdigest()
-
-    def _link(self, seq: int, prev: str, body: str) -> str:
-        return self._mac(f"{seq}\n{prev}\n{body}")
-
-    def _head_mac(self, seq: int, digest: str) -> str:
-        return self._mac(f"head\n{seq}\n{digest}")
+        return self._chain.key
 
     def fingerprint(self, text: str) -> str:
         """A keyed fingerprint of `text`: equal texts match, a guess cannot be checked without the key."""
-        return self._mac(f"prompt\n{text}")
-
-    def _line(self, seq: int, prev: str, body: str) -> tuple[str, str]:
-        """(MAC, JSONL line): the body with the chain fields appended, no re-serialisation needed."""
-        digest = self._link(seq, prev, body)
-        head = "{" if body == "{}" else body[:-1] + ","
-        return digest, f'{head}"seq":{seq},"prev":"{prev}","hash":"{digest}"}}\n'
+        return self._chain.fingerprint(text)
 
     # ------------------------------------------------------------------ files
     @contextlib.contextmanager
-    def _locked(self) -> Any:
+    def _locked(self) -> Iterator[None]:
         with self._lock:
             if self._lock_file is None:
                 private_dir(self.path.parent)
@@ -198,7 +142,7 @@ class AuditLog:
         tmp = self.head_path.with_name(self.head_path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps({"seq": seq, "hash": digest, "mac": self._head_mac(seq, digest)}))
+            fh.write(json.dumps({"seq": seq, "hash": digest, "mac": self._chain.head_mac(seq, digest)}))
             if sync:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -220,7 +164,7 @@ class AuditLog:
         event = {**event, "audit_id": event.get("audit_id") or new_id(), "time": event.get("time") or self.clock()}
         # Serialise here, in the caller's thread: the writer thread then only chains and does I/O, so it
         # never holds the GIL for long while the server's event loop waits for it.
-        return str(event["audit_id"]), _body(event)
+        return str(event["audit_id"]), canonical_body(event)
 
     def append(self, event: dict[str, Any]) -> str:
         """Write one record and return its audit id; it is on disk (fsynced) when this returns."""
@@ -245,10 +189,7 @@ class AuditLog:
         return audit_id, self._submit(body)
 
     def _submit(self, body: str) -> concurrent.futures.Future[None]:
-        self._ensure_writer()
-        future: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue.put((body, future))
-        return future
+        return self._writer.submit(body)
 
     def _write(self, bodies: list[str]) -> None:
         """Chain, append and fsync serialised records as one group commit (one fsync), then move the head."""
@@ -258,7 +199,7 @@ class AuditLog:
             lines = []
             for body in bodies:
                 seq += 1
-                prev, line = self._line(seq, prev, body)
+                prev, line = self._chain.line(seq, prev, body)
                 lines.append(line)
             self._drop_torn_tail()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -293,51 +234,13 @@ class AuditLog:
             fh.truncate(keep)
             os.fsync(fh.fileno())
 
-    def _ensure_writer(self) -> None:
-        with self._writer_lock:
-            if self._writer is None or not self._writer.is_alive():
-                self._writer = threading.Thread(target=self._drain, name="fastvlm-hybrid-audit", daemon=True)
-                self._writer.start()
-
-    def _drain(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is not None and self.linger_s:
-                time.sleep(self.linger_s)
-            batch = [first]
-            while True:  # whatever queued while the last group was being fsynced joins this group
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            items = [item for item in batch if item is not None]
-            if items:
-                try:
-                    self._write([body for body, _ in items])
-                except OSError as exc:
-                    self.write_errors += len(items)
-                    log.error("could not write %d audit records: %s", len(items), exc)
-                    error = AuditWriteError(f"the audit trail could not be written: {exc}")
-                    for _, future in items:
-                        _settle(future, error)
-                else:
-                    for _, future in items:
-                        _settle(future, None)
-            for _ in batch:
-                self._queue.task_done()
-            if None in batch:
-                return
-
     def flush(self) -> None:
         """Block until every queued record is on disk (no-op in foreground mode)."""
-        if self.background and self._writer is not None and self._writer.is_alive():
-            self._queue.join()
+        if self.background:
+            self._writer.flush()
 
     def close(self) -> None:
-        if self._writer is not None and self._writer.is_alive():
-            self._queue.put(None)
-            self._writer.join(timeout=10)
-        self._writer = None
+        self._writer.close()
         with self._lock:
             if self._lock_file is not None:
                 self._lock_file.close()
@@ -364,60 +267,13 @@ class AuditLog:
                 "log": str(self.path)}
 
     def verify(self) -> VerifyReport:
-        """Check every link of the chain and the head; report each problem found.
+        """Check every link of the chain and the head; report each problem found (see `verify_chain`).
 
         A crash can leave a torn last line (no newline, not JSON) and a head one group behind: both are
         notes, not problems (`truncated` counts the torn lines). Anything else is tampering."""
         self.flush()
-        problems: list[str] = []
-        notes: list[str] = []
-        macs: dict[int, str] = {}
-        prev, expected_seq, count, truncated = GENESIS, 0, 0, 0
         text = self.path.read_text() if self.path.exists() else ""
-        lines = text.split("\n")
-        last_index = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-        for index, line in enumerate(lines):
-            if not line.strip():
-                continue
-            lineno = index + 1
-            try:
-                record = json.loads(line)
-            except ValueError:
-                if index == last_index and not text.endswith("\n"):
-                    truncated += 1
-                    notes.append(f"line {lineno}: an unfinished last record (a crash while it was being written)")
-                else:
-                    problems.append(f"line {lineno}: not valid JSON")
-                continue
-            count += 1
-            seq = record.get("seq")
-            if seq != expected_seq:
-                problems.append(f"line {lineno}: expected record {expected_seq}, found {seq}")
-            if record.get("prev") != prev:
-                problems.append(f"line {lineno}: chain broken (a record before it was removed or changed)")
-            if not isinstance(seq, int) or not hmac.compare_digest(
-                str(record.get("hash", "")), self._link(seq, str(record.get("prev")), _body(record))
-            ):
-                problems.append(f"line {lineno}: record was edited (its MAC does not match)")
-            prev = str(record.get("hash", ""))
-            if isinstance(seq, int):
-                macs[seq] = prev
-            expected_seq = (seq if isinstance(seq, int) else expected_seq) + 1
-        head_seq, head_hash, head_mac = self._read_head()
-        last_seq = expected_seq - 1
-        if head_seq == -2:
-            problems.append("the head file is unreadable")
-        elif head_mac is None and (count or self.head_path.exists()):
-            problems.append("the head is missing or unsigned: records may have been removed from the end")
-        elif head_mac is not None and not hmac.compare_digest(head_mac, self._head_mac(head_seq, head_hash)):
-            problems.append("the head was rewritten (its MAC does not match)")
-        elif head_seq > last_seq:
-            problems.append(f"the log ends at record {last_seq} but its head says {head_seq}: records were removed")
-        elif head_seq >= 0 and macs.get(head_seq) != head_hash:
-            problems.append(f"record {head_seq} does not match the head: it was replaced")
-        elif head_seq < last_seq:
-            notes.append(f"the head is {last_seq - head_seq} record(s) behind the log (a crash before it moved)")
-        return VerifyReport(ok=not problems, records=count, problems=problems, notes=notes, truncated=truncated)
+        return verify_chain(text, self._read_head(), self.head_path.exists(), self._chain)
 
     # ------------------------------------------------------------------ records
     def request_record(
@@ -461,17 +317,3 @@ class AuditLog:
 
 
 __all__ = ["GENESIS", "KEY_FILE", "AuditLog", "AuditWriteError", "VerifyReport", "load_key"]
-
-
-def _settle(future: concurrent.futures.Future[None], error: BaseException | None) -> None:
-    """Complete a waiter's future unless it was cancelled (its client left); never raise in the writer.
-
-    One waiter's cancelled future must not stop the writer from settling the rest of its group, or every
-    other request of that group would wait forever.
-    """
-    if not future.set_running_or_notify_cancel():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)

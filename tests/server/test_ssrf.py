@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from fastvlm_gemini_hybrid.server import media
+from fastvlm_gemini_hybrid.server import fetch as media  # the URL fetch (SSRF policy), split from media.py
 
 PUBLIC_STANDIN = "127.0.0.2"  # a loopback address the tests' policy treats as public; 127.0.0.1 stays private
 PROBE = "/__probe__"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     BackendError,
@@ -28,6 +28,11 @@ from .base import Backend, Health, settings_or_default
 from .catalogue import capabilities_of
 from .threadstream import StreamClosed, ThreadStream
 
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..models.catalogue import ResolvedModel
+    from ..models.runtime import FastVLMRuntime, GenItem, GenOutput, TokenCallback
+
 
 class FastVLMBackend(Backend):
     """FastVLM (or another image-text-to-text model) in this process, on CUDA, MPS or CPU."""
@@ -35,25 +40,25 @@ class FastVLMBackend(Backend):
     name = "fastvlm"
     capabilities = capabilities_of("fastvlm")  # backends/catalogue.py, the one table
 
-    def __init__(self, settings: Any = None, *, model: str | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, model: str | None = None) -> None:
         self.settings = settings = settings_or_default(settings)
         self.model_name = model or settings.local_model
         self.default_model = self.model_name
-        self._runtime: Any = None
-        self._resolved: Any = None
+        self._runtime: FastVLMRuntime | None = None
+        self._resolved: ResolvedModel | None = None
         self._load_error: BaseException | None = None
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
         self.load_seconds: float | None = None
 
     # ------------------------------------------------------------------ loading
-    def resolve(self) -> Any:
+    def resolve(self) -> ResolvedModel:
         """The model directory to load (`ModelNotDownloadedError` if absent)."""
         from ..models.catalogue import resolve_model
 
         return resolve_model(self.model_name, self.settings.models_dir)
 
-    def load(self) -> Any:
+    def load(self) -> FastVLMRuntime:
         """Load the model now (blocking, idempotent); later calls return the same runtime."""
         if self._runtime is not None:
             return self._runtime
@@ -87,12 +92,12 @@ class FastVLMBackend(Backend):
             return runtime
 
     @property
-    def runtime(self) -> Any:
+    def runtime(self) -> FastVLMRuntime | None:
         """The loaded runtime, or None before the first request."""
         return self._runtime
 
     # ------------------------------------------------------------------ requests
-    def _items(self, requests: list[Request]) -> list[Any]:
+    def _items(self, requests: list[Request]) -> list[GenItem]:
         from ..models.runtime import GenItem, ImageInput
 
         items = []
@@ -106,12 +111,12 @@ class FastVLMBackend(Backend):
             items.append(GenItem(prompt=req.prompt, images=images, options=req.options))
         return items
 
-    def _to_generation(self, out: Any) -> Generation:
+    def _to_generation(self, out: GenOutput) -> Generation:
         usage = Usage(input_tokens=out.input_tokens, output_tokens=out.output_tokens, cost_usd=0.0)
         return Generation(text=out.text, model=self.default_model, usage=usage, confidence=out.confidence,
                           finish_reason=out.finish_reason)
 
-    def _run(self, items: list[Any], on_token: Any = None) -> list[Any]:
+    def _run(self, items: list[GenItem], on_token: TokenCallback | None = None) -> list[GenOutput]:
         runtime = self.load()
         with self._run_lock:
             try:
@@ -162,6 +167,7 @@ class FastVLMBackend(Backend):
             if channel.stopped:
                 raise StreamClosed  # the consumer went away: stop generating
             state["ids"].append(token)
+            assert self._runtime is not None  # set by `load`, which `_run` calls before generating
             text = self._runtime.tokenizer.decode(state["ids"], skip_special_tokens=True)
             if text.endswith("\ufffd"):
                 return  # half of a multi-byte character; wait for the rest
@@ -182,10 +188,10 @@ class FastVLMBackend(Backend):
     async def health(self) -> Health:
         """Ready when loaded, or when the weights are there and the extra is installed; else why not."""
         extra = {"model": self.model_name}
-        if self._runtime is not None:
-            rt = self._runtime
+        rt, loaded = self._runtime, self._resolved  # set together by `load`
+        if rt is not None and loaded is not None:
             return Health(True, f"loaded {self.default_model} on {rt.device} ({str(rt.dtype).replace('torch.', '')})",
-                          {**extra, "path": str(self._resolved.path), "device": rt.device})
+                          {**extra, "path": str(loaded.path), "device": rt.device})
         if isinstance(self._load_error, BackendUnavailableError) and not isinstance(
                 self._load_error, ModelNotDownloadedError):
             return Health(False, str(self._load_error), extra)

@@ -24,7 +24,7 @@ import io
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._optional import require
 from ..errors import (
@@ -50,6 +50,11 @@ from .gemini_wire import (
     to_generation,
     youtube_part,
 )
+
+if TYPE_CHECKING:
+    from google import genai
+
+    from ..config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +84,7 @@ class GeminiBackend(Backend):
 
     def __init__(
         self,
-        settings: Any = None,
+        settings: Settings | None = None,
         *,
         retries: int | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -97,7 +102,7 @@ class GeminiBackend(Backend):
         self.files_max_wait_s = 300.0
         self.batch_concurrency = 16
         self.circuit = circuit or CircuitBreaker(self.name, clock=clock)
-        self._client: Any = None
+        self._client: genai.Client | None = None
         self._client_policy: tuple[int, float, float] | None = None  # retry/timeout the client was built with
 
     # ------------------------------------------------------------------ client
@@ -126,7 +131,7 @@ class GeminiBackend(Backend):
             http_status_codes=list(RETRY_STATUSES),
         )
 
-    def _get_client(self) -> Any:
+    def _get_client(self) -> genai.Client:
         if self._client is None:
             api_key = self._api_key()
             genai, types, _ = _genai()
@@ -153,7 +158,7 @@ class GeminiBackend(Backend):
             return request.model.removeprefix("models/")
         return self.default_model
 
-    def _preflight(self, request: Request) -> Any:
+    def _preflight(self, request: Request) -> genai.Client:
         """Checks that must pass before any byte leaves: privacy, media, key, circuit."""
         if request.sensitive is True:
             raise PolicyViolationError("gemini refuses requests marked sensitive: they must stay on this machine")
@@ -184,7 +189,7 @@ class GeminiBackend(Backend):
             config["response_json_schema"] = opts.json_schema
         return types.GenerateContentConfig(**config)
 
-    async def _parts(self, request: Request, client: Any, uploaded: list[str]) -> list[Any]:
+    async def _parts(self, request: Request, client: genai.Client, uploaded: list[str]) -> list[Any]:
         """Media parts (metadata stripped, large videos uploaded) followed by the prompt."""
         _, types, _ = _genai()
         parts: list[Any] = []
@@ -205,14 +210,15 @@ class GeminiBackend(Backend):
         parts.append(types.Part.from_text(text=request.prompt))
         return parts
 
-    async def _upload(self, client: Any, att: Attachment, uploaded: list[str]) -> Any:
+    async def _upload(self, client: genai.Client, att: Attachment, uploaded: list[str]) -> Any:
         """Files API: upload, wait (bounded) until ACTIVE, return a part naming the file."""
         _, types, _ = _genai()
         # No display name: a file name may itself identify a person or place.
         file = await client.aio.files.upload(
             file=io.BytesIO(att.data or b""), config=types.UploadFileConfig(mime_type=att.mime)
         )
-        uploaded.append(file.name)
+        name = cast(str, file.name)  # the Files API names every file it accepts
+        uploaded.append(name)
         deadline = time.monotonic() + self.files_max_wait_s
         delay = self.files_poll_interval_s
         while file_state(file) != "ACTIVE":
@@ -224,10 +230,10 @@ class GeminiBackend(Backend):
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5.0)
-            file = await client.aio.files.get(name=file.name)
+            file = await client.aio.files.get(name=name)
         return types.Part.from_uri(file_uri=file.uri, mime_type=file.mime_type or att.mime)
 
-    async def _delete_uploads(self, client: Any, names: list[str]) -> None:
+    async def _delete_uploads(self, client: genai.Client, names: list[str]) -> None:
         for name in names:
             try:
                 await client.aio.files.delete(name=name)

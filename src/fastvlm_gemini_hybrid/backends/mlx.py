@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     BackendError,
@@ -41,6 +41,12 @@ from ..types import Generation, Request, Usage
 from .base import Backend, Health, settings_or_default
 from .catalogue import capabilities_of
 from .threadstream import ThreadStream
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..config import Settings
+    from ..models.catalogue import ResolvedModel
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16", "half": "float16"}
@@ -66,14 +72,14 @@ class MLXBackend(Backend):
     name = "mlx"
     capabilities = capabilities_of("mlx")  # backends/catalogue.py, the one table
 
-    def __init__(self, settings: Any = None, *, model: str | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, model: str | None = None) -> None:
         self.settings = settings = settings_or_default(settings)
         self.model_name = model or settings.local_model
         self.default_model = self.model_name
         self._model: Any = None
         self._processor: Any = None
         self._config: dict[str, Any] = {}
-        self._resolved: Any = None
+        self._resolved: ResolvedModel | None = None
         self._device = ""
         self._dtype = ""
         self._load_error: BaseException | None = None
@@ -96,7 +102,7 @@ class MLXBackend(Backend):
         return await asyncio.wrap_future(self._worker().submit(fn, *args))
 
     # ------------------------------------------------------------------ loading
-    def resolve(self) -> Any:
+    def resolve(self) -> ResolvedModel:
         """The MLX model directory to load (`ModelNotDownloadedError` if absent)."""
         from ..models.mlx_catalogue import resolve_mlx_model
 
@@ -155,7 +161,7 @@ class MLXBackend(Backend):
             return "metal"
         raise ConfigurationError(f"device {requested!r} is not available to the mlx backend; choose auto, cpu or mps")
 
-    def _read(self, mlx_vlm: Any, path: Any) -> tuple[Any, Any]:
+    def _read(self, mlx_vlm: Any, path: Path) -> tuple[Any, Any]:
         try:
             return mlx_vlm.load(str(path))
         except MemoryError:
@@ -325,9 +331,10 @@ class MLXBackend(Backend):
     async def health(self) -> Health:
         """Ready when loaded, or when the checkpoint is there and mlx-vlm is installed; else why not."""
         extra: dict[str, Any] = {"model": self.model_name}
-        if self._model is not None:
+        loaded = self._resolved  # set together with `_model` by `_load`
+        if self._model is not None and loaded is not None:
             return Health(True, f"loaded {self.default_model} with MLX on {self._device} ({self._dtype})",
-                          {**extra, "path": str(self._resolved.path), "device": self._device})
+                          {**extra, "path": str(loaded.path), "device": self._device})
         if isinstance(self._load_error, BackendUnavailableError) and not isinstance(
                 self._load_error, ModelNotDownloadedError):
             return Health(False, str(self._load_error), extra)

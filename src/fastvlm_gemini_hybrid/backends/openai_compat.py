@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     BackendRejectedError,
@@ -36,6 +36,11 @@ from .base import Backend, Health, settings_or_default
 from .catalogue import capabilities_of
 from .circuit import CircuitBreaker, error_for_status, transport_error
 
+if TYPE_CHECKING:
+    import httpx
+
+    from ..config import Settings
+
 
 class OpenAICompatBackend(Backend):
     """Chat completions over HTTP, streamed with server-sent events."""
@@ -45,7 +50,7 @@ class OpenAICompatBackend(Backend):
 
     def __init__(
         self,
-        settings: Any = None,
+        settings: Settings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         circuit: CircuitBreaker | None = None,
@@ -56,7 +61,7 @@ class OpenAICompatBackend(Backend):
         self.default_model = settings.openai_model or ""
         self.timeout_s: float = settings.openai_timeout_s
         self.circuit = circuit or CircuitBreaker(self.name, clock=clock)
-        self._client: Any = None
+        self._client: httpx.AsyncClient | None = None
 
     @property
     def circuit_state(self) -> str:
@@ -71,7 +76,7 @@ class OpenAICompatBackend(Backend):
             )
         return url
 
-    def _get_client(self) -> Any:
+    def _get_client(self) -> httpx.AsyncClient:
         if self._client is None:
             import httpx
 
@@ -137,7 +142,7 @@ class OpenAICompatBackend(Backend):
             }
         return body
 
-    def _preflight(self, request: Request) -> Any:
+    def _preflight(self, request: Request) -> httpx.AsyncClient:
         if request.sensitive is True and self.capabilities.is_cloud:
             raise PolicyViolationError(
                 "the openai backend is configured as a cloud service and refuses requests marked sensitive"
@@ -225,7 +230,7 @@ class OpenAICompatBackend(Backend):
             blocked=blocked,
         )
 
-    def _status_error(self, status: int, text: str, headers: Any) -> HybridError:
+    def _status_error(self, status: int, text: str, headers: httpx.Headers) -> HybridError:
         try:
             error = json.loads(text).get("error")
             message = error.get("message") if isinstance(error, dict) else str(error or text)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import BadInputError, HybridError
 from .common import add_json_flag, info, print_json, settings_from_args
+
+if TYPE_CHECKING:
+    from ..processor import HybridVLMProcessor
+    from ..request_builder import MediaInput
+    from ..types import Request, Result
 
 
 def add_request_flags(parser: argparse.ArgumentParser, *, attachments_required: bool = False) -> None:
@@ -45,7 +50,7 @@ def add_generation_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the result cache")
 
 
-def request_from_args(args: argparse.Namespace, prompt: str, media: list[Any] | None = None) -> Any:
+def request_from_args(args: argparse.Namespace, prompt: str, media: list[MediaInput] | None = None) -> Request:
     """Build a Request from parsed flags; bad values raise BadInputError (exit 2)."""
     from ..request_builder import build_request
     from ..types import GenerationOptions
@@ -82,14 +87,14 @@ def request_from_args(args: argparse.Namespace, prompt: str, media: list[Any] | 
     return build_request(prompt, media, options=options, **{k: v for k, v in hints.items() if v is not None})
 
 
-def make_processor(args: argparse.Namespace) -> Any:
+def make_processor(args: argparse.Namespace) -> HybridVLMProcessor:
     from ..processor import HybridVLMProcessor
 
     settings = settings_from_args(args, cache_enabled=False if getattr(args, "no_cache", False) else None)
     return HybridVLMProcessor(settings)
 
 
-def explain(result: Any) -> str:
+def explain(result: Result) -> str:
     route = result.route
     why = "; ".join(f"{r.name}: {r.reason}" for r in route.rules[:3]) or "default order"
     parts = [result.backend, result.model, f"{result.latency_ms:.0f} ms"]
@@ -129,7 +134,7 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _stream(processor: Any, request: Any, args: argparse.Namespace) -> int:
+async def _stream(processor: HybridVLMProcessor, request: Request, args: argparse.Namespace) -> int:
     from ..types import Result
 
     final = None

@@ -8,12 +8,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import BadInputError, HybridError
 from . import ask_cmd
 from .ask_cmd import add_generation_flags, add_request_flags, request_from_args
 from .common import add_json_flag, info
+
+if TYPE_CHECKING:
+    from ..types import Result
 
 MEDIA_SUFFIXES = {
     ".jpg",
@@ -80,7 +83,7 @@ async def run_batch(args: argparse.Namespace, items: list[str], sink: IO[str]) -
     counts = {"ok": 0, "failed": 0}
     bar = tqdm(total=len(items), unit="item", file=sys.stderr, disable=args.quiet or None, dynamic_ncols=True)
 
-    def write(item: str, outcome: Any) -> None:
+    def write(item: str, outcome: Result | HybridError) -> None:
         row: dict[str, Any] = {"input": item, "prompt": args.prompt}
         if isinstance(outcome, HybridError):
             row.update(ok=False, error={"type": outcome.code, "message": str(outcome)})
@@ -104,11 +107,12 @@ async def run_batch(args: argparse.Namespace, items: list[str], sink: IO[str]) -
                     names.append(item)
                 except HybridError as exc:
                     write(item, exc)
+
+            def on_result(i: int, outcome: Result | HybridError, names: list[str] = names) -> None:
+                write(names[i], outcome)
+
             await processor.arun_many(
-                requests,
-                concurrency=args.concurrency,
-                batch_size=args.batch_size,
-                on_result=lambda i, outcome, names=names: write(names[i], outcome),
+                requests, concurrency=args.concurrency, batch_size=args.batch_size, on_result=on_result,
             )
     finally:
         bar.close()

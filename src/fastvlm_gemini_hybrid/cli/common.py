@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import BadInputError
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 class UsageError(BadInputError):
@@ -24,7 +27,7 @@ class UsageError(BadInputError):
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that reports a usage error in one line on stderr and exits 2."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
 
 
@@ -52,7 +55,7 @@ def info(message: str) -> None:
     sys.stderr.flush()
 
 
-def settings_from_args(args: argparse.Namespace, **flags: Any) -> Any:
+def settings_from_args(args: argparse.Namespace, **flags: Any) -> Settings:
     """Settings from `--config` and the given flag values (None means "not given")."""
     from ..config import load_settings
 

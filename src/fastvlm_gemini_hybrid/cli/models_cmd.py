@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .common import add_json_flag, emit, info, settings_from_args
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 def _size(row: dict[str, Any]) -> str:
@@ -44,14 +47,14 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _mlx_rows(settings: Any) -> list[dict[str, Any]]:
+def _mlx_rows(settings: Settings) -> list[dict[str, Any]]:
     """MLX catalogue rows, when the `mlx` extra is installed (the catalogue itself needs no MLX)."""
     from ..models.mlx_catalogue import mlx_model_status
 
     return [dict(row, params=row.get("params"), configured=False) for row in mlx_model_status(settings.models_dir)]
 
 
-def _onnx_rows(settings: Any) -> list[dict[str, Any]]:
+def _onnx_rows(settings: Settings) -> list[dict[str, Any]]:
     """The ONNX bundles the web UI can run in the browser (`<models>/onnx/<name>`)."""
     from ..server.onnx_bundle import ONNX_CATALOGUE, bundle_problems
 

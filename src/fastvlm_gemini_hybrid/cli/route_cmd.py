@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import BadInputError
 from .common import add_json_flag, emit, settings_from_args
 
+if TYPE_CHECKING:
+    from ..types import Attachment, Request, RouteDecision
 
-def register(sub: Any) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "route",
         help="show which backends a request would go to, and why (no model call)",
@@ -40,7 +43,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run)
 
 
-def _attachments(refs: list[str]) -> tuple[Any, ...]:
+def _attachments(refs: list[str]) -> tuple[Attachment, ...]:
     from ..types import Attachment
 
     out = []
@@ -55,7 +58,7 @@ def _attachments(refs: list[str]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def build_request(args: argparse.Namespace) -> Any:
+def build_request(args: argparse.Namespace) -> Request:
     """A Request from the flags; unknown mode/domain/latency values raise BadInputError (exit 2)."""
     from ..request_builder import build_request as build
 
@@ -64,7 +67,7 @@ def build_request(args: argparse.Namespace) -> Any:
                  model=args.model)
 
 
-def explain(decision: Any) -> str:
+def explain(decision: RouteDecision) -> str:
     """The decision in words, for people."""
     d = decision
     order = " -> ".join(d.backends)

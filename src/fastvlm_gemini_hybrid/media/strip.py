@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import MediaTooLargeError, UnsupportedMediaError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
 
 # PIL format name for each MIME type we can write back in the same format.
 _FORMATS = {
@@ -80,7 +83,7 @@ def strip_metadata(data: bytes, mime: str) -> bytes:
     return out.getvalue()
 
 
-def _strip_animation(image: Any, fmt: str) -> bytes:
+def _strip_animation(image: Image, fmt: str) -> bytes:
     """Re-encode every frame of an animated image, dropping comments and extensions."""
     from PIL import ImageSequence
 

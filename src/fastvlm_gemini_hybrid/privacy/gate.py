@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..backends.base import Backend, Health
+from ..backends.base import Backend, Capabilities, Health
 from ..errors import EgressRefusedError
 from ..types import Generation, Request
 from .inspector import Inspection, Inspector
@@ -43,11 +43,11 @@ class EgressGate(Backend):
 
     # Capabilities live on the inner backend (config overrides are applied to it).
     @property
-    def capabilities(self) -> Any:  # type: ignore[override]
+    def capabilities(self) -> Capabilities:
         return self.inner.capabilities
 
     @capabilities.setter
-    def capabilities(self, value: Any) -> None:
+    def capabilities(self, value: Capabilities) -> None:
         self.inner.capabilities = value
 
     def __getattr__(self, item: str) -> Any:

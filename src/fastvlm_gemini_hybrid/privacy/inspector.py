@@ -30,12 +30,15 @@ import concurrent.futures
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import HybridError
 from ..types import Attachment, Request
 from .findings import Finding, dedupe
 from .picture import PictureReport, inspect_image, inspect_picture, open_frames
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 IMAGE_TEXT_POLICIES = ("local", "redact")
 FACE_POLICIES = ("allow", "redact", "local")
@@ -55,7 +58,7 @@ class PrivacyPolicy:
             raise ValueError(f"face policy must be one of {', '.join(FACE_POLICIES)}")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> PrivacyPolicy:
+    def from_settings(cls, settings: Settings) -> PrivacyPolicy:
         return cls(settings.privacy_image_text, settings.privacy_faces, settings.privacy_video_frames)
 
     def for_request(self, request: Request) -> PrivacyPolicy:

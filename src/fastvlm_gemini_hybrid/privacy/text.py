@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .contacts import find_emails, find_people, record_word_set
 from .findings import Finding, dedupe
@@ -28,6 +28,9 @@ from .normalize import latin_view, plain_view, script_view
 from .numbers import find_numbers, mrz_findings
 from .secrets import find_secrets
 from .vocab import find_terms
+
+if TYPE_CHECKING:
+    from ..types import Request
 
 _PHONE_CUES = re.compile(
     r"\b(?:phone|call|tel|telephone|mobile|cell|whatsapp|contact|fax|sms|text me|handy|telefon|telefono|"
@@ -96,7 +99,7 @@ def schema_text(schema: Any) -> str:
     return "\n".join(out)
 
 
-def text_parts(request: Any) -> Iterator[tuple[str, str]]:
+def text_parts(request: Request) -> Iterator[tuple[str, str]]:
     """(where, text) for every text part of a `Request` that a backend receives."""
     yield "prompt", request.prompt
     options = request.options
@@ -109,7 +112,7 @@ def text_parts(request: Any) -> Iterator[tuple[str, str]]:
         yield "name", "\n".join(names)
 
 
-def scan_request_text(request: Any) -> list[Finding]:
+def scan_request_text(request: Request) -> list[Finding]:
     """`scan_text` over every text part of `request`."""
     found: list[Finding] = []
     for where, text in text_parts(request):

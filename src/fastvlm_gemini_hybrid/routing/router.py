@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..backends.base import Capabilities
 from ..errors import (
@@ -34,6 +34,9 @@ from ..errors import (
 from ..types import Mode, Request, RouteDecision, RuleHit
 from .rules import RuleSet, load_rules
 from .signals import Signals, detect_signals
+
+if TYPE_CHECKING:
+    from ..privacy.inspector import Inspection
 
 _CATEGORIES = ("phi", "pii", "credentials", "confidential", "media")
 
@@ -277,7 +280,7 @@ class Router:
             raise BadInputError(f"the request names {what}, but {'; '.join(why)}")
         raise PolicyViolationError(f"the request names {what}, but {'; '.join(why) or 'the routing policy removed it'}")
 
-    def with_inspection(self, decision: RouteDecision, inspection: Any) -> RouteDecision:
+    def with_inspection(self, decision: RouteDecision, inspection: Inspection) -> RouteDecision:
         """`decision` once the egress gate has looked at the pictures (privacy/inspector.py).
 
         Pure: no I/O. A refusal removes the cloud backends exactly as sensitive text does (and makes an

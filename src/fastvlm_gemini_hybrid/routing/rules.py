@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -46,6 +46,25 @@ PLACEHOLDERS = frozenset({
 Kind = Literal["local", "cloud"]
 Sensitivity = Literal["user", "phi", "pii", "credentials", "confidential", "media"]
 AttachmentKind = Literal["image", "video", "dicom", "youtube", "url"]
+
+
+class RuleContext(Protocol):
+    """What a rule is matched against: the request's signals and the candidates left (router.py builds it)."""
+
+    domain: str
+    latency: str
+    task: str
+    mode: str
+    sensitive: bool
+    sensitivity: frozenset[str]
+    attachment_kinds: frozenset[str]
+    image_count: int
+    video_bytes: int
+    prompt: str
+    has_cloud: bool
+    has_local: bool
+    #: the placeholders a rule's reason template may name
+    values: dict[str, str]
 
 
 class When(BaseModel):
@@ -162,9 +181,11 @@ class CompiledRule:
         self.prefer, self.require, self.forbid = t.prefer, t.require, t.forbid
         self.escalate, self.sets_escalation, self.mark_sensitive = t.escalate_below, t.sets_escalation, t.mark_sensitive
         self.reason = t.reason
-        checks: list[Any] = []
+        # Each check takes the context (`RuleContext`); its values are bound as defaults, which mypy
+        # cannot match against Callable[[RuleContext], bool], hence the ellipsis.
+        checks: list[Callable[..., bool]] = []
 
-        def any_of(attr: str, values: list[Any] | None) -> None:
+        def any_of(attr: str, values: Sequence[object] | None) -> None:
             if values is not None:
                 allowed = frozenset(str(v) for v in values)
                 checks.append(lambda c, a=attr, s=allowed: getattr(c, a) in s)
@@ -192,13 +213,13 @@ class CompiledRule:
             checks.append(lambda c, r=regex: r.search(c.prompt) is not None)
         self._checks = tuple(checks)
 
-    def matches(self, ctx: Any) -> bool:
+    def matches(self, ctx: RuleContext) -> bool:
         for check in self._checks:  # a plain loop: this runs ~20 times per decision
             if not check(ctx):
                 return False
         return True
 
-    def explain(self, ctx: Any) -> str:
+    def explain(self, ctx: RuleContext) -> str:
         return self.reason.format_map(ctx.values)
 
     def __repr__(self) -> str:

@@ -6,13 +6,16 @@ or data: URIs. Both produce the same fields, so the endpoints and the web UI sha
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..errors import BadInputError, MediaTooLargeError
 from ..types import Attachment, GenerationOptions, Request
 from . import multipart
 from .media import attachment_from_bytes, attachment_from_url, parse_bool, parse_number, read_upload
 from .state import ServerState
+
+if TYPE_CHECKING:
+    from starlette.requests import Request as HTTPRequest
 
 MAX_FILES = 16
 MAX_FIELDS = 64
@@ -22,9 +25,21 @@ FAST_BODY_LIMIT = 1 << 20
 HINT_FIELDS = ("mode", "domain", "latency", "model")
 
 
+@overload
 async def read_input(
-    request: Any, state: ServerState, *, media: bool = True, fetch_urls: bool = True,
-) -> tuple[dict[str, Any], list[Any]]:
+    request: HTTPRequest, state: ServerState, *, media: Literal[True] = ..., fetch_urls: bool = ...,
+) -> tuple[dict[str, Any], list[Attachment]]: ...
+
+
+@overload
+async def read_input(
+    request: HTTPRequest, state: ServerState, *, media: Literal[False], fetch_urls: bool = ...,
+) -> tuple[dict[str, Any], list[tuple[str, bytes]]]: ...
+
+
+async def read_input(
+    request: HTTPRequest, state: ServerState, *, media: bool = True, fetch_urls: bool = True,
+) -> tuple[dict[str, Any], list[Attachment]] | tuple[dict[str, Any], list[tuple[str, bytes]]]:
     """(fields, attachments). `media=False` keeps uploads as (name, bytes) pairs for jobs to spool.
 
     `fetch_urls=False` keeps http(s) attachments as unfetched URLs: `/v1/route` answers without any
@@ -74,7 +89,7 @@ async def read_input(
 FormItem = tuple[str, "str | tuple[str | None, bytes]"]
 
 
-def _small(request: Any) -> bool:
+def _small(request: HTTPRequest) -> bool:
     declared = request.headers.get("content-length", "")
     return declared.isdigit() and int(declared) <= FAST_BODY_LIMIT
 
@@ -93,7 +108,7 @@ def _fast_form(body: bytes, ctype: str) -> list[FormItem]:
     return items
 
 
-async def _streamed_form(request: Any, state: ServerState) -> list[FormItem]:
+async def _streamed_form(request: HTTPRequest, state: ServerState) -> list[FormItem]:
     """Large or url-encoded bodies: Starlette's streaming parser, which spools big files to disk."""
     try:
         form = await request.form(max_files=MAX_FILES, max_fields=MAX_FIELDS)
@@ -104,7 +119,7 @@ async def _streamed_form(request: Any, state: ServerState) -> list[FormItem]:
     items: list[FormItem] = []
     try:
         for key, value in form.multi_items():
-            if not hasattr(value, "read"):
+            if isinstance(value, str):  # a field; anything else is an `UploadFile`
                 items.append((key, value))
             elif key in ("file", "files", "files[]"):
                 items.append((key, (value.filename, await read_upload(value, state.settings.max_upload_bytes))))

@@ -4,34 +4,34 @@ Why here and not in the processor: the server must refuse bad media *before* it 
 slot, with the right status (413 too big, 415 not media, 400 corrupt), and must bound what it
 downloads on a client's behalf (size, time, redirects) so a URL cannot make it fetch forever.
 Downloading is off unless `fetch_image_urls` is set, and then reaches public addresses only (SSRF:
-a client must not be able to make this server read its own network, cloud metadata included).
+a client must not be able to make this server read its own network, cloud metadata included); the
+download itself is `fetch.py`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import io
-import ipaddress
 import logging
-import socket
-import ssl
 import struct
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._optional import require
 from ..config import Settings
 from ..errors import BadInputError, MediaTooLargeError
 from ..types import Attachment
+from .fetch import FETCH_DISABLED, FETCH_FAILED, Unfetchable, fetch
+
+if TYPE_CHECKING:
+    from av.container import InputContainer
+    from PIL.Image import Image
+    from starlette.datastructures import UploadFile
 
 CHUNK = 1 << 20
 log = logging.getLogger(__name__)
 
 
-async def read_upload(upload: Any, limit: int) -> bytes:
+async def read_upload(upload: UploadFile, limit: int) -> bytes:
     """Read a Starlette `UploadFile` in chunks, refusing more than `limit` bytes (413)."""
     buf = bytearray()
     while True:
@@ -134,7 +134,7 @@ def _check_image(att: Attachment, max_pixels: int, max_frames: int = 64) -> None
 _HEADER_COUNTED = frozenset({"PNG", "WEBP", "HEIF", "AVIF", "MPO"})
 
 
-def _frames(img: Any, data: bytes, max_frames: int) -> tuple[int, int]:
+def _frames(img: Image, data: bytes, max_frames: int) -> tuple[int, int]:
     """(frames, pixels over all frames), counting at most `max_frames + 1` frames.
 
     GIF is walked block by block here: PIL's `seek` decodes the previous frame and `n_frames` walks the
@@ -217,7 +217,7 @@ def _check_video(att: Attachment, max_seconds: float) -> None:
         raise MediaTooLargeError(f"{att.name or 'video'} lasts {duration:.1f} s; the limit is {max_seconds:g} s")
 
 
-def _duration_s(container: Any) -> float | None:
+def _duration_s(container: InputContainer) -> float | None:
     if container.duration:
         return float(container.duration) / 1_000_000.0
     stream = container.streams.video[0]
@@ -227,25 +227,6 @@ def _duration_s(container: Any) -> float | None:
 
 
 # --------------------------------------------------------------------------- URLs
-
-FETCH_DISABLED = (
-    "this server does not download image URLs; send the image as a data: URI or upload it "
-    "(an operator can enable downloads with FASTVLM_HYBRID_FETCH_IMAGE_URLS=true)"
-)
-# One message for every fetch failure, so that the answer says nothing about what is behind a URL
-# (a refused address, no such host, a closed port, a timeout, a 404 and a non-image all read the same).
-FETCH_FAILED = (
-    "the image URL could not be fetched (fetching is limited to public hosts; "
-    "send the image as a data: URI or upload it)"
-)
-REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
-
-
-class _Unfetchable(Exception):
-    """Why a fetch was refused: logged for the operator; the client only ever sees `FETCH_FAILED`."""
 
 
 async def attachment_from_url(url: str, settings: Settings, *, fetch_urls: bool = True) -> Attachment:
@@ -273,181 +254,14 @@ async def attachment_from_url(url: str, settings: Settings, *, fetch_urls: bool 
     try:
         att = Attachment.from_bytes(data, name=name)
         if att.kind != "image":
-            raise _Unfetchable(f"{att.mime} is not an image")
+            raise Unfetchable(f"{att.mime} is not an image")
         check_limits(att, settings)
     except MediaTooLargeError:
         raise  # only a host that passed every check can send bytes, so this answer probes nothing
-    except (BadInputError, _Unfetchable) as exc:
+    except (BadInputError, Unfetchable) as exc:
         log.info("image URL refused: %s", exc)
         raise BadInputError(FETCH_FAILED) from None
     return att
-
-
-async def fetch(url: str, settings: Settings) -> bytes:
-    """GET an image URL on a client's behalf without letting the client reach this server's network.
-
-    Every hop (redirects are followed here, not by httpx) is checked: http(s) only, the host on
-    `fetch_allowed_hosts` when that is set, and every address the name resolves to public. The
-    connection then goes to the address that was checked (the URL carries the IP literal, the Host
-    header and TLS SNI the name), so a second DNS answer cannot point it elsewhere. One deadline,
-    `fetch_timeout_s`, covers resolution, every hop and the body; the body is capped at
-    `max_upload_bytes` (413). Any other failure is `FETCH_FAILED`, whatever the cause.
-    """
-    try:
-        return await asyncio.wait_for(_fetch(url, settings), timeout=settings.fetch_timeout_s)
-    except MediaTooLargeError:
-        raise
-    except (asyncio.TimeoutError, _Unfetchable, OSError, ValueError, UnicodeError) as exc:
-        log.info("image URL refused: %s", str(exc) or type(exc).__name__)
-    except Exception as exc:  # noqa: BLE001 - httpx's errors (HTTPError, InvalidURL, StreamError) and the like
-        log.info("image URL refused: %s: %s", type(exc).__name__, exc)
-    raise BadInputError(FETCH_FAILED)
-
-
-async def _fetch(url: str, settings: Settings) -> bytes:
-    import httpx
-
-    limit = settings.max_upload_bytes
-    current = httpx.URL(url)
-    async with httpx.AsyncClient(
-        verify=_ssl_context(), trust_env=False, follow_redirects=False, timeout=settings.fetch_timeout_s,
-        limits=httpx.Limits(max_keepalive_connections=0),
-    ) as client:
-        for _hop in range(settings.fetch_max_redirects + 1):
-            async with _open(client, current, settings) as resp:
-                location = resp.headers.get("location")
-                if resp.status_code in REDIRECTS and location:
-                    current = current.join(location)
-                    continue
-                if resp.status_code != 200:
-                    raise _Unfetchable(f"HTTP {resp.status_code}")
-                declared = resp.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise MediaTooLargeError(f"the image URL is larger than the {_mb(limit)} upload limit")
-                buf = bytearray()
-                async for chunk in resp.aiter_raw():
-                    buf += chunk
-                    if len(buf) > limit:
-                        raise MediaTooLargeError(f"the image URL is larger than the {_mb(limit)} upload limit")
-                return bytes(buf)
-    raise _Unfetchable(f"more than {settings.fetch_max_redirects} redirects")
-
-
-@contextlib.asynccontextmanager
-async def _open(client: Any, url: Any, settings: Settings) -> AsyncIterator[Any]:
-    """One checked hop: the response to GET `url`, sent to an address of its host that passed `is_public`."""
-    import httpx
-
-    host, port = _checked_target(url, settings)
-    loop = asyncio.get_running_loop()
-    try:
-        addresses = await loop.run_in_executor(None, resolve, host, port)
-    except (OSError, UnicodeError) as exc:
-        raise _Unfetchable(f"{host} does not resolve: {exc}") from None
-    if not addresses:
-        raise _Unfetchable(f"{host} resolves to nothing")
-    refused = [ip for ip in addresses if not is_public(ip)]
-    if refused:
-        raise _Unfetchable(f"{host} resolves to a non-public address ({', '.join(refused)})")
-    headers = {"Host": url.netloc.decode("ascii"), "Accept": "image/*", "Accept-Encoding": "identity"}
-    extensions = {"sni_hostname": host} if url.scheme == "https" else {}
-    for i, ip in enumerate(addresses):
-        request = client.build_request("GET", url.copy_with(host=ip, port=port), headers=headers,
-                                       extensions=extensions)
-        try:
-            resp = await client.send(request, stream=True)
-        except httpx.ConnectError:
-            if i == len(addresses) - 1:
-                raise
-            continue  # the next checked address of the same host
-        try:
-            yield resp
-        finally:
-            await resp.aclose()
-        return
-
-
-def _checked_target(url: Any, settings: Settings) -> tuple[str, int]:
-    """(ASCII host, port) of a URL that may be fetched: http(s), no credentials, on the allow-list if any."""
-    if url.scheme not in ("http", "https"):
-        raise _Unfetchable(f"scheme {url.scheme!r}")
-    if url.userinfo:
-        raise _Unfetchable("credentials in the URL")
-    host = url.raw_host.decode("ascii").lower().rstrip(".")
-    if not host:
-        raise _Unfetchable("no host")
-    if settings.fetch_allowed_hosts and not host_allowed(host, settings.fetch_allowed_hosts):
-        raise _Unfetchable(f"{host} is not on fetch_allowed_hosts")
-    return host, url.port or (443 if url.scheme == "https" else 80)
-
-
-def host_allowed(host: str, allowed: list[str]) -> bool:
-    """`host` equals an entry, or ends with the suffix of a `*.suffix` entry (which the bare suffix does not match)."""
-    host = host.lower().rstrip(".")
-    for entry in allowed:
-        entry = entry.strip().lower().rstrip(".")
-        if entry.startswith("*."):
-            if host.endswith(entry[1:]) and len(host) > len(entry) - 1:
-                return True
-        elif entry and host == entry:
-            return True
-    return False
-
-
-def resolve(host: str, port: int) -> list[str]:
-    """Every address `host` resolves to (blocking; run in a thread). The one seam tests replace.
-
-    `getaddrinfo` also reads numeric forms (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) the way a
-    connecting client would, so they are judged by the address they mean.
-    """
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def is_public(ip: str) -> bool:
-    """Whether `ip` is a public unicast address: what a fetch on a client's behalf may connect to.
-
-    Refused: loopback, private (RFC 1918, fc00::/7), link-local, multicast, reserved, unspecified,
-    CGNAT (100.64/10), documentation and benchmark ranges, site-local, and IPv6 forms that carry an
-    IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) unless that address is public itself.
-    """
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address):
-        if addr.ipv4_mapped is not None:  # ::ffff:a.b.c.d connects to a.b.c.d
-            return _public(addr.ipv4_mapped)
-        if addr.is_site_local or not all(_public(v4) for v4 in _embedded_v4(addr)):
-            return False
-    return _public(addr)
-
-
-def _embedded_v4(addr: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
-    """IPv4 addresses an IPv6 address carries (compatible ::/96, NAT64, 6to4, Teredo server and client)."""
-    if addr in _IPV4_COMPATIBLE or addr in _NAT64:
-        return [ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)]
-    if addr.sixtofour is not None:
-        return [addr.sixtofour]
-    if addr.teredo is not None:
-        return list(addr.teredo)
-    return []
-
-
-def _public(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(addr, ipaddress.IPv4Address) and addr in _CGNAT:
-        return False
-    flags = (addr.is_private, addr.is_loopback, addr.is_link_local, addr.is_multicast, addr.is_reserved,
-             addr.is_unspecified)
-    return addr.is_global and not any(flags)
-
-
-@functools.lru_cache(maxsize=1)
-def _ssl_context() -> ssl.SSLContext:
-    """One verifying TLS context for all fetches (building one loads the CA bundle: tens of ms)."""
-    import httpx
-
-    return httpx.create_ssl_context()
 
 
 def parse_bool(value: Any, field: str) -> bool | None:

@@ -10,7 +10,7 @@ or http(s) URLs, which the server downloads within its limits.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -198,14 +198,16 @@ def completion(model: str, result: Result) -> dict[str, Any]:
     }
 
 
-def _chunks(model: str, req: HybridRequest, include_usage: bool) -> Any:
+def _chunks(
+    model: str, req: HybridRequest, include_usage: bool,
+) -> Callable[[AsyncIterator[str | Result]], AsyncIterator[bytes]]:
     cid, created = f"chatcmpl-{req.request_id}", int(time.time())
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
         return sse.event({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
 
-    async def render(items: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    async def render(items: AsyncIterator[str | Result]) -> AsyncIterator[bytes]:
         yield chunk({"role": "assistant", "content": ""})
         async for item in items:
             if isinstance(item, Result):

@@ -9,9 +9,12 @@ the browser itself refuses to fetch anything from another origin: no CDN, no rem
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .state import ServerState
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 STATIC = Path(__file__).parent / "static"
 
@@ -29,7 +32,7 @@ CSP = "; ".join([
 ])
 
 
-def mount(app: Any, state: ServerState) -> None:
+def mount(app: FastAPI, state: ServerState) -> None:
     from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
 

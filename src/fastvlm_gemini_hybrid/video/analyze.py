@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .._optional import require
 from ..errors import BadInputError, HybridError, PolicyViolationError
 from ..media.video import clip_attachment
-from ..types import Attachment, Domain, Mode, Request
+from ..types import Attachment, Domain, Mode, Request, Result, RouteDecision
 from .decode import VideoSource
 from .dedupe import NearDuplicateFilter
 from .sampling import Sampler
@@ -56,11 +56,19 @@ def encode_jpeg(image: Any, max_side: int = 1024, quality: int = 85) -> bytes:
     return bytes(buf)
 
 
+class RequestRunner(Protocol):
+    """What the analyzer needs of a processor: `HybridVLMProcessor`, or the server's `LoopBridge` (jobs.py)."""
+
+    def decide(self, request: Request) -> RouteDecision: ...
+
+    def run(self, request: Request) -> Result: ...
+
+
 class VideoAnalyzer:
     """Runs the sampling/dedupe/model loop over a `VideoSource` with a processor (`run(Request)`)."""
 
     def __init__(
-        self, processor: Any, prompt: str, *, sampler: Sampler | None = None, dedupe: bool = True,
+        self, processor: RequestRunner, prompt: str, *, sampler: Sampler | None = None, dedupe: bool = True,
         mode: Mode | None = None, sensitive: bool | None = None, domain: Domain | None = None,
         max_upload_bytes: int = 50 * 1024 * 1024, warn: Callable[[str], None] | None = None,
     ) -> None:
