@@ -26,6 +26,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
+from ._loop import LoopThread
 from .audit import AuditLog
 from .backends.base import Backend
 from .backends.catalogue import routable
@@ -88,7 +89,7 @@ class HybridVLMProcessor:
             audit = AuditLog(self.settings.audit_path, background=True) if self.settings.audit_enabled else None
         self.audit: AuditLog | None = audit or None
         self.metrics = metrics or Metrics()
-        self._loop_thread: Any = None
+        self._loop_thread: LoopThread | None = None
 
     # ------------------------------------------------------------------ backends
     def backend(self, name: str) -> Backend:
@@ -181,8 +182,6 @@ class HybridVLMProcessor:
 
     def run(self, request: Request, *, return_all: bool = False) -> Result:
         """Synchronous `arun`, on the processor's private loop (safe inside a running loop too)."""
-        from ._loop import LoopThread
-
         if self._loop_thread is None:
             self._loop_thread = LoopThread()
         return self._loop_thread.run(self.arun(request, return_all=return_all))

@@ -5,10 +5,18 @@ FastAPI is an optional extra (`server`), so nothing is imported here until `crea
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from ..config import Settings
+    from ..processor import HybridVLMProcessor
 
 
-def create_app(processor: Any = None, settings: Any = None, **kwargs: Any) -> Any:
+def create_app(
+    processor: HybridVLMProcessor | None = None, settings: Settings | None = None, **kwargs: Any
+) -> FastAPI:
     """Build the FastAPI application; see `server.app.create_app`."""
     from .app import create_app as _create
 

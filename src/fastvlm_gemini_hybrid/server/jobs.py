@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -139,6 +139,11 @@ class JobManager:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
+def manager(state: ServerState) -> JobManager:
+    """The server's job manager, typed (`ServerState.jobs` is a Protocol: state.py cannot import this module)."""
+    return cast(JobManager, state.jobs)
+
+
 class LoopBridge:
     """A processor facade for worker threads: `run()` executes `arun()` on the server's loop.
 
@@ -180,7 +185,7 @@ async def create_job(request: Request) -> Any:
         batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise BadInputError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}")
-        job = state.jobs.submit(kind, lambda job: _batch(state, job, atts, requests, concurrency, batch_size))
+        job = manager(state).submit(kind, lambda job: _batch(state, job, atts, requests, concurrency, batch_size))
     else:
         if len(files) != 1:
             raise BadInputError(f"a {kind} job takes exactly one video file")
@@ -189,7 +194,7 @@ async def create_job(request: Request) -> Any:
         if att.kind != "video":
             raise BadInputError(f"{name} is not a video ({att.mime})")
         work = _video(state, fields) if kind == "video" else _surveil(state, fields)
-        job = state.jobs.submit(kind, lambda job: _in_thread(state, job, att, work))
+        job = manager(state).submit(kind, lambda job: _in_thread(state, job, att, work))
     return JSONResponse(job.to_dict(results=False), status_code=202)
 
 
@@ -306,19 +311,19 @@ def _surveil(state: ServerState, fields: dict[str, Any]) -> Callable[..., None]:
 
 @router.get("/v1/jobs/{job_id}")
 async def get_job(job_id: str, request: Request) -> Any:
-    return state_of(request).jobs.get(job_id).to_dict()
+    return manager(state_of(request)).get(job_id).to_dict()
 
 
 @router.delete("/v1/jobs/{job_id}")
 async def cancel_job(job_id: str, request: Request) -> Any:
-    job = state_of(request).jobs.get(job_id)
+    job = manager(state_of(request)).get(job_id)
     job.cancel.set()
     return job.to_dict(results=False)
 
 
 @router.get("/v1/jobs/{job_id}/events")
 async def job_events(job_id: str, request: Request) -> Any:
-    job = state_of(request).jobs.get(job_id)
+    job = manager(state_of(request)).get(job_id)
     start = parse_number(request.headers.get("last-event-id"), "Last-Event-ID")
     start = 0 if start is None else start + 1
 

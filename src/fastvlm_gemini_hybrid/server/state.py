@@ -10,12 +10,23 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import metrics_export as export
 from ..config import Settings
 from .gate import WorkGate
 from .media import CheckedMedia
+
+if TYPE_CHECKING:
+    from ..processor import HybridVLMProcessor
+
+
+class Jobs(Protocol):
+    """What the endpoints need of the job manager (server/jobs.py imports this module, not the reverse)."""
+
+    def counts(self) -> dict[str, int]: ...
+
+    async def aclose(self) -> None: ...
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +59,10 @@ class HttpStats:
 
 @dataclass
 class ServerState:
-    processor: Any
+    processor: HybridVLMProcessor
     settings: Settings
     gate: WorkGate
-    jobs: Any
+    jobs: Jobs
     http: HttpStats = field(default_factory=HttpStats)
     owns_processor: bool = False
     checked_media: CheckedMedia = field(default_factory=CheckedMedia)
