@@ -76,7 +76,7 @@ def audit_record(
     return audit.request_record(
         request_id=request.request_id,
         user=user,
-        prompt=request.prompt,
+        prompt=request.conversation_text(),
         sensitive=bool(sensitive or request.sensitive),
         media_hashes=[a.sha256 for a in request.attachments],
         # Only what the record keeps: building the whole route dict per request is wasted work.

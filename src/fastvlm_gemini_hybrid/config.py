@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     server_queue: int = Field(64, ge=0, description="requests that may wait for a slot; beyond, the server sheds 503")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="empty = CORS off")
     keep_uploads: bool = Field(False, description="keep uploaded media under home/uploads after the request")
+    keep_alive_s: float = Field(
+        300.0, allow_inf_nan=False,
+        description="seconds a local model stays loaded after its last request (the Ollama API's keep_alive "
+                    "default); 0 = unload after each request, negative = never unload",
+    )
     fetch_image_urls: bool = Field(False, description="let the server download http(s) image_url parts (off: SSRF)")
     # NoDecode: the env value is 'a.com,*.b.org' (split by the validator), not JSON
     fetch_allowed_hosts: Annotated[list[str], NoDecode] = Field(

@@ -276,7 +276,7 @@ class HybridVLMProcessor:
         chars, most = _text_size(request), self.settings.max_prompt_chars
         if chars > most:
             raise BadInputError(
-                f"the prompt and system text are {chars:,} characters; the limit is {most:,} "
+                f"the prompt, earlier turns and system text are {chars:,} characters; the limit is {most:,} "
                 "(FASTVLM_HYBRID_MAX_PROMPT_CHARS)"
             )
         limit = self.settings.max_tokens_limit
@@ -324,7 +324,7 @@ class HybridVLMProcessor:
         configured = getattr(instance, "model_name", None) or instance.default_model
         return make_cache_key(
             [a.sha256 for a in request.attachments],
-            request.prompt,
+            request.conversation_text(),
             backend,
             f"{request.model or ''}|{configured}",
             request.options.key(),
@@ -400,7 +400,7 @@ INLINE_TEXT_CHARS = 16_384  # below this, reading the text takes under ~20 ms: n
 
 
 def _text_size(request: Request) -> int:
-    return len(request.prompt) + len(request.options.system or "")
+    return len(request.prompt) + len(request.options.system or "") + sum(len(t.text) for t in request.history)
 
 
 async def _durable(future: Future[None] | None) -> None:

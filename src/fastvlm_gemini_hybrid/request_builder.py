@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInputError
-from .types import Attachment, Domain, Latency, Mode, Request
+from .types import Attachment, Domain, Latency, Mode, Request, Turn
 
 MediaInput = str | Path | bytes | Attachment
 _PARSERS = {"mode": Mode.parse, "domain": Domain.parse, "latency": Latency.parse}
@@ -40,10 +40,29 @@ def build_request(prompt: str, media: MediaInput | Sequence[MediaInput] | None =
     for key in ("model", "user"):
         if key in values and not isinstance(values[key], str):
             raise BadInputError(f"{key} must be a string, got {type(values[key]).__name__}")
+    if "history" in values:
+        values["history"] = _turns(values["history"])
     try:
         return Request(prompt=prompt, attachments=attachments, **values)
     except TypeError as exc:
         raise BadInputError(f"unknown request option: {exc}") from None
+
+
+def _turns(history: Any) -> tuple[Turn, ...]:
+    """Earlier turns as `Turn`s, or (role, text[, images]) pairs, or {"role", "content"[, "images"]} dicts."""
+    if isinstance(history, (str, bytes)) or not isinstance(history, Sequence):
+        raise BadInputError("history must be a list of turns")
+    turns = []
+    for i, turn in enumerate(history):
+        if isinstance(turn, Turn):
+            turns.append(turn)
+        elif isinstance(turn, dict):
+            turns.append(Turn(str(turn.get("role")), turn.get("content"), turn.get("images", 0)))
+        elif isinstance(turn, (tuple, list)) and len(turn) in (2, 3):
+            turns.append(Turn(*turn))
+        else:
+            raise BadInputError(f"history[{i}] must be a turn: (role, text) or {{'role': ..., 'content': ...}}")
+    return tuple(turns)
 
 
 def _attachment(item: MediaInput) -> Attachment:

@@ -11,7 +11,7 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -265,8 +265,31 @@ class GenerationOptions:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """An earlier turn of a conversation: who said it, what, and how many of the request's attachments are
+    its pictures (taken in order from the front of `Request.attachments`; the rest belong to the prompt)."""
+
+    role: str  # user or assistant
+    text: str
+    images: int = 0
+
+    def __post_init__(self) -> None:
+        if self.role not in ("user", "assistant"):
+            raise BadInputError(f"a turn's role is user or assistant, got {self.role!r}")
+        if not isinstance(self.text, str):
+            raise BadInputError("a turn's text must be a string")
+        if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 0:
+            raise BadInputError(f"a turn's image count must be a whole number >= 0, got {self.images!r}")
+
+
+@dataclass(frozen=True)
 class Request:
-    """What a user asks: a prompt, media and hints. Hints left as None are detected by the router."""
+    """What a user asks: a prompt, media and hints. Hints left as None are detected by the router.
+
+    `history` holds a conversation's earlier turns; the prompt is the last user turn. Every attachment
+    stays in `attachments` (so every check, the privacy gate included, sees every picture), and each turn
+    says how many of them are its own.
+    """
 
     prompt: str
     attachments: tuple[Attachment, ...] = ()
@@ -284,14 +307,41 @@ class Request:
     request_id: str = field(default_factory=lambda: new_id())
     #: a stricter face policy for this request than the settings' (allow < redact < local); never looser
     privacy_faces: str | None = None
+    #: earlier turns of a conversation, oldest first
+    history: tuple[Turn, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str) or not self.prompt.strip():
             raise BadInputError("the prompt is empty")
+        if self.history and sum(t.images for t in self.history) > len(self.attachments):
+            raise BadInputError("the conversation's turns claim more pictures than the request has")
         if self.max_latency_ms is not None and self.max_latency_ms <= 0:
             raise BadInputError("max latency must be a positive number of milliseconds")
         if self.privacy_faces not in (None, "allow", "redact", "local"):
             raise BadInputError(f"unknown face policy {self.privacy_faces!r}; choose one of: allow, redact, local")
+
+    def conversation_text(self) -> str:
+        """The prompt with the earlier turns written before it: for a backend that takes one message, and
+        for what identifies the request (cache key, audit)."""
+        if not self.history:
+            return self.prompt
+        earlier = "\n".join(f"{t.role.capitalize()}: {t.text}" for t in self.history)
+        return f"Conversation so far:\n{earlier}\n\nUser: {self.prompt}"
+
+    def flattened(self) -> Request:
+        """This request as one message (what a backend without `Capabilities.conversation` gets)."""
+        if not self.history:
+            return self
+        return replace(self, prompt=self.conversation_text(), history=())
+
+    def turn_images(self) -> list[tuple[Attachment, ...]]:
+        """The pictures of each earlier turn, then the prompt's own (one entry more than `history`)."""
+        out, start = [], 0
+        for turn in self.history:
+            out.append(self.attachments[start : start + turn.images])
+            start += turn.images
+        out.append(self.attachments[start:])
+        return out
 
 
 # --------------------------------------------------------------------------- results

@@ -30,6 +30,8 @@ class Capabilities:
     batching: bool = False
     json_schema: bool = False
     confidence: bool = False
+    #: takes a conversation's earlier turns as turns (else they arrive written into one prompt)
+    conversation: bool = False
     #: model-name prefixes this backend serves (lower case): `--model gemini-2.5-flash` pins Gemini
     models: tuple[str, ...] = ()
 
@@ -117,6 +119,15 @@ class Backend(ABC):
 
     async def health(self) -> Health:
         return Health(ready=True)
+
+    async def unload(self) -> bool:
+        """Free the loaded model's memory now; the next request loads it again. True when something was freed.
+
+        The keep-alive (server/keep_alive.py, the Ollama API's `keep_alive`) calls it when the backend has
+        been idle long enough. The default has nothing to free: a cloud backend or a remote server holds
+        no model here. A backend that is busy answering may decline (False); it is asked again later.
+        """
+        return False
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release clients, models and files. Safe to call twice."""

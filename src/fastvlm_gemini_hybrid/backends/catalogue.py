@@ -36,21 +36,21 @@ CATALOGUE: dict[str, CatalogueEntry] = _entries(
     CatalogueEntry(
         "fastvlm", "fastvlm_gemini_hybrid.backends.fastvlm:FastVLMBackend",
         Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=4, streaming=True,
-                     batching=True, confidence=True, models=("fastvlm", "apple/fastvlm")),
+                     batching=True, confidence=True, conversation=True, models=("fastvlm", "apple/fastvlm")),
         "Apple FastVLM in-process through transformers (PyTorch: CPU, CUDA, MPS)",
         converted=frozenset({"dicom", "video"}),
     ),
     CatalogueEntry(
         "mlx", "fastvlm_gemini_hybrid.backends.mlx:MLXBackend",
         Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=1, streaming=True,
-                     confidence=True, models=("mlx-community/", "fastvlm")),
+                     confidence=True, conversation=True, models=("mlx-community/", "fastvlm")),
         "FastVLM through mlx-vlm (Apple Silicon)",
         converted=frozenset({"dicom", "video"}),
     ),
     CatalogueEntry(
         "gemini", "fastvlm_gemini_hybrid.backends.gemini:GeminiBackend",
         Capabilities(kind=BackendKind.CLOUD, media=frozenset({"image", "video", "youtube"}), max_images=3600,
-                     streaming=True, batching=True, json_schema=True,
+                     streaming=True, batching=True, json_schema=True, conversation=True,
                      models=("gemini-", "models/gemini-", "gemma-", "learnlm-")),
         "Google Gemini through the google-genai SDK, behind the egress gate",
     ),
@@ -58,7 +58,7 @@ CATALOGUE: dict[str, CatalogueEntry] = _entries(
         "openai", "fastvlm_gemini_hybrid.backends.openai_compat:OpenAICompatBackend",
         # Local only when its URL is this machine (privacy/locality.py decides; the kind here is the default).
         Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=8, streaming=True,
-                     json_schema=True),
+                     json_schema=True, conversation=True),
         "any OpenAI-compatible server (vLLM, Ollama, llama.cpp)",
     ),
 )

@@ -108,7 +108,8 @@ class FastVLMBackend(Backend):
             # the digest keys the vision cache, so recompute it rather than trust an empty field
             images = tuple(ImageInput(data=a.data, sha256=a.sha256, name=a.name) if a.sha256
                            else ImageInput.from_bytes(a.data, a.name) for a in req.attachments if a.data)
-            items.append(GenItem(prompt=req.prompt, images=images, options=req.options))
+            history = tuple((t.role, t.text, t.images) for t in req.history)
+            items.append(GenItem(prompt=req.prompt, images=images, options=req.options, history=history))
         return items
 
     def _to_generation(self, out: GenOutput) -> Generation:
@@ -206,6 +207,45 @@ class FastVLMBackend(Backend):
             return Health(False, f"missing {', '.join(missing)}: pip install 'fastvlm-gemini-hybrid[local]'", extra)
         return Health(True, f"{resolved.name} is downloaded at {resolved.path} (loads on first use)",
                       {**extra, "path": str(resolved.path), "loaded": False})
+
+    async def unload(self) -> bool:
+        """Drop the loaded model (weights, processor, vision and prefix caches); the next request loads it again.
+
+        Declines (False) while the model is loading or generating: the locks are only tried, never waited
+        for, so an idle timer cannot stall behind a long answer and the caller tries again later. The
+        runtime is released, not closed: a request that picked it up just before the lock was taken
+        finishes on it, and its memory goes with the last reference (then the allocator's cache is emptied).
+        """
+        if self._runtime is None:
+            return False
+
+        def release() -> bool:
+            if not self._load_lock.acquire(blocking=False):
+                return False
+            try:
+                if not self._run_lock.acquire(blocking=False):
+                    return False
+                try:
+                    runtime, self._runtime = self._runtime, None
+                finally:
+                    self._run_lock.release()
+            finally:
+                self._load_lock.release()
+            if runtime is None:
+                return False
+            del runtime
+            import gc
+            import sys
+
+            gc.collect()  # modules hold reference cycles; collect them now, not at some later allocation
+            torch = sys.modules.get("torch")
+            if torch is not None and torch.cuda.is_available():
+                torch.cuda.empty_cache()  # hand the freed blocks back to the device, so other processes see them
+            elif torch is not None and torch.backends.mps.is_available():
+                torch.mps.empty_cache()
+            return True
+
+        return await asyncio.to_thread(release)  # gc and the device calls take a while: off the event loop
 
     async def aclose(self) -> None:
         if self._runtime is not None:

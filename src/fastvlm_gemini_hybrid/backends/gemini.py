@@ -189,11 +189,27 @@ class GeminiBackend(Backend):
             config["response_json_schema"] = opts.json_schema
         return types.GenerateContentConfig(**config)
 
-    async def _parts(self, request: Request, client: genai.Client, uploaded: list[str]) -> list[Any]:
-        """Media parts (metadata stripped, large videos uploaded) followed by the prompt."""
+    async def _contents(self, request: Request, client: genai.Client, uploaded: list[str]) -> list[Any]:
+        """One `Content` per turn (user / model), each with its pictures first; the prompt's turn last."""
+        _, types, _ = _genai()
+        pictures = request.turn_images()
+        contents = []
+        for turn, own in zip(request.history, pictures, strict=False):
+            parts = await self._media_parts(own, client, uploaded)
+            parts.append(types.Part.from_text(text=turn.text))
+            contents.append(types.Content(role="model" if turn.role == "assistant" else "user", parts=parts))
+        parts = await self._media_parts(pictures[-1], client, uploaded)
+        parts.append(types.Part.from_text(text=request.prompt))
+        contents.append(types.Content(role="user", parts=parts))
+        return contents
+
+    async def _media_parts(
+        self, attachments: tuple[Attachment, ...], client: genai.Client, uploaded: list[str]
+    ) -> list[Any]:
+        """Media parts: metadata stripped, large videos uploaded."""
         _, types, _ = _genai()
         parts: list[Any] = []
-        for att in request.attachments:
+        for att in attachments:
             if att.kind == "youtube":
                 parts.append(youtube_part(att.url or "", types))
             elif att.kind == "video" and att.size >= self.inline_limit_bytes:
@@ -207,7 +223,6 @@ class GeminiBackend(Backend):
                 parts.append(types.Part.from_bytes(data=data, mime_type=att.mime))
             else:
                 raise BackendRejectedError(f"gemini cannot fetch {att.kind} URLs; attach the file", self.name)
-        parts.append(types.Part.from_text(text=request.prompt))
         return parts
 
     async def _upload(self, client: genai.Client, att: Attachment, uploaded: list[str]) -> Any:
@@ -246,7 +261,7 @@ class GeminiBackend(Backend):
         model = self.model_for(request)
         uploaded: list[str] = []
         try:
-            contents = [types.Content(role="user", parts=await self._parts(request, client, uploaded))]
+            contents = await self._contents(request, client, uploaded)
             response = await client.aio.models.generate_content(
                 model=model, contents=contents, config=self._config(request, types)
             )
@@ -269,7 +284,7 @@ class GeminiBackend(Backend):
         uploaded: list[str] = []
         chunks: Any = None
         try:
-            contents = [types.Content(role="user", parts=await self._parts(request, client, uploaded))]
+            contents = await self._contents(request, client, uploaded)
             chunks = await client.aio.models.generate_content_stream(
                 model=model, contents=contents, config=self._config(request, types)
             )
@@ -308,12 +323,9 @@ class GeminiBackend(Backend):
     async def count_tokens(self, request: Request) -> int:
         """Input tokens the request would use (a free call; no generation)."""
         client = self._preflight(request)
-        _, types, _ = _genai()
         try:
-            parts = await self._parts(request, client, [])
-            response = await client.aio.models.count_tokens(
-                model=self.model_for(request), contents=[types.Content(role="user", parts=parts)]
-            )
+            contents = await self._contents(request, client, [])
+            response = await client.aio.models.count_tokens(model=self.model_for(request), contents=contents)
         except asyncio.CancelledError:
             self.circuit.release_probe()
             raise

@@ -214,15 +214,21 @@ class MLXBackend(Backend):
             if not att.data:
                 raise BadInputError(f"{self.name} needs image bytes; URLs must be downloaded first")
             images.append(decode_image(att.data, att.name, self.settings.max_image_pixels))
-        text = request.prompt
         tokenizer = getattr(self._processor, "tokenizer", self._processor)
-        for special in ("<image>", *getattr(tokenizer, "all_special_tokens", ())):
-            if special:
-                text = text.replace(special, " ")  # user text may not forge control or image tokens
+        specials = ("<image>", *getattr(tokenizer, "all_special_tokens", ()))
+
+        def clean(text: str) -> str:
+            for special in specials:
+                if special:
+                    text = text.replace(special, " ")  # user text may not forge control or image tokens
+            return text
+
         messages: list[dict[str, Any]] = []
         if request.options.system:
             messages.append({"role": "system", "content": request.options.system})
-        messages.append({"role": "user", "content": text})
+        # Earlier turns as text; mlx-vlm's template puts every image in the last user message.
+        messages += [{"role": t.role, "content": clean(t.text)} for t in request.history]
+        messages.append({"role": "user", "content": clean(request.prompt)})
         prompt = apply_chat_template(self._processor, self._config, messages, num_images=len(images))
         return prompt, images
 
@@ -349,6 +355,39 @@ class MLXBackend(Backend):
             return Health(False, f"missing {', '.join(missing)}: pip install 'fastvlm-gemini-hybrid[mlx]'", extra)
         return Health(True, f"{resolved.name} is downloaded at {resolved.path} (loads on first use)",
                       {**extra, "path": str(resolved.path), "loaded": False})
+
+    async def unload(self) -> bool:
+        """Drop the loaded model and processor; the next request loads them again on the MLX thread.
+
+        Runs on the MLX thread like everything else, so it waits for the generation in progress instead
+        of pulling the model from under it, and requests queued behind it simply load again. The worker
+        thread stays: mlx-vlm's generation stream belongs to it and is needed after the reload.
+        """
+        executor = self._executor
+        if executor is None or self._model is None:
+            return False
+
+        def release() -> bool:
+            with self._load_lock:
+                if self._model is None:
+                    return False
+                self._model = self._processor = self._resolved = None
+                self._config = {}
+            import gc
+            import sys
+
+            gc.collect()
+            mx = sys.modules.get("mlx.core")
+            clear = getattr(mx, "clear_cache", None) or getattr(getattr(mx, "metal", None), "clear_cache", None)
+            if clear is not None:
+                clear()  # return the freed buffers to the system (Metal or CPU), not just to MLX's pool
+            return True
+
+        try:
+            future = executor.submit(release)
+        except RuntimeError:  # `aclose` shut the worker down meanwhile: nothing is left to unload
+            return False
+        return await asyncio.wrap_future(future)
 
     async def aclose(self) -> None:
         executor, self._executor = self._executor, None

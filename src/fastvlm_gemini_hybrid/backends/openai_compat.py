@@ -31,7 +31,7 @@ from ..errors import (
     ServerError,
 )
 from ..privacy.locality import openai_is_local
-from ..types import BackendKind, Generation, Request, Usage
+from ..types import Attachment, BackendKind, Generation, Request, Usage
 from .base import Backend, Health, settings_or_default
 from .catalogue import capabilities_of
 from .circuit import CircuitBreaker, error_for_status, transport_error
@@ -98,16 +98,9 @@ class OpenAICompatBackend(Backend):
             await client.aclose()
 
     # ------------------------------------------------------------------ request building
-    def model_for(self, request: Request) -> str:
-        model = self.settings.openai_model or request.model
-        if not model:
-            raise ConfigurationError("the openai backend needs a model name: set FASTVLM_HYBRID_OPENAI_MODEL")
-        return model
-
-    async def payload(self, request: Request, *, stream: bool) -> dict[str, Any]:
-        """The chat-completions body: system message, then images as data: URIs, then the prompt."""
+    async def _content(self, attachments: tuple[Attachment, ...], text: str) -> list[dict[str, Any]]:
         content: list[dict[str, Any]] = []
-        for att in request.attachments:
+        for att in attachments:
             if att.data is None:
                 raise BackendRejectedError(f"openai backend cannot fetch {att.kind} URLs; attach the file", self.name)
             data = att.data
@@ -117,12 +110,29 @@ class OpenAICompatBackend(Backend):
                 data = await asyncio.to_thread(strip_metadata, data, att.mime)
             uri = f"data:{att.mime};base64,{base64.b64encode(data).decode('ascii')}"
             content.append({"type": "image_url", "image_url": {"url": uri}})
-        content.append({"type": "text", "text": request.prompt})
+        content.append({"type": "text", "text": text})
+        return content
+
+    def model_for(self, request: Request) -> str:
+        model = self.settings.openai_model or request.model
+        if not model:
+            raise ConfigurationError("the openai backend needs a model name: set FASTVLM_HYBRID_OPENAI_MODEL")
+        return model
+
+    async def payload(self, request: Request, *, stream: bool) -> dict[str, Any]:
+        """The chat-completions body: the system message, then one message per turn, each with its images as
+        data: URIs before its text; the prompt's turn last."""
         opts = request.options
         messages: list[dict[str, Any]] = []
         if opts.system:
             messages.append({"role": "system", "content": opts.system})
-        messages.append({"role": "user", "content": content})
+        pictures = request.turn_images()
+        for turn, own in zip(request.history, pictures, strict=False):
+            if turn.role == "assistant" and not own:
+                messages.append({"role": "assistant", "content": turn.text})
+            else:
+                messages.append({"role": turn.role, "content": await self._content(own, turn.text)})
+        messages.append({"role": "user", "content": await self._content(pictures[-1], request.prompt)})
         body: dict[str, Any] = {
             "model": self.model_for(request),
             "messages": messages,

@@ -80,6 +80,8 @@ class Guarded(Backend):
             if inspection.refused or inspection.request is None:
                 raise EgressRefusedError(f"kept on this machine: {inspection.reason}", self.name, inspection.findings)
             request = inspection.request
+        if request.history and not inner.capabilities.conversation:
+            request = request.flattened()
         request = adapt(inner, request)
         inner.check(request)
         return request
@@ -176,6 +178,10 @@ def adapt(backend: Backend, request: Request) -> Request:
     on this when it listed the backend: backends/catalogue.py `routable`)."""
     media = backend.capabilities.media
     kinds = {a.kind for a in request.attachments}
+    converts = ("dicom" in kinds and "dicom" not in media) or ("video" in kinds and "video" not in media)
+    if converts and any(t.images for t in request.history):
+        # One study or clip becomes several pictures: they all go with the prompt, the turns keep their text.
+        request = replace(request, history=tuple(replace(t, images=0) for t in request.history))
     if "dicom" in kinds and "dicom" not in media:
         from ..media.dicom import as_images
 

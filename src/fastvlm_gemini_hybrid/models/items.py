@@ -27,6 +27,8 @@ class GenItem:
     prompt: str
     images: tuple[ImageInput, ...] = ()
     options: GenerationOptions = field(default_factory=GenerationOptions)
+    #: earlier turns: (role, text, how many of `images` are theirs, taken from the front in order)
+    history: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass

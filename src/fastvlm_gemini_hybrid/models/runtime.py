@@ -150,16 +150,25 @@ class FastVLMRuntime:
 
     # ------------------------------------------------------------------ prompts and images
     def _messages(self, item: GenItem) -> list[dict[str, Any]]:
-        text = item.prompt
-        for special in (IMAGE_TOKEN, *getattr(self.tokenizer, "all_special_tokens", ())):
-            if special:
-                text = text.replace(special, " ")  # user text may not forge control tokens
+        """The chat: system, the earlier turns (each with its images), then the prompt with the rest of the
+        images. The image features fill the image tokens in this same order."""
         messages: list[dict[str, Any]] = []
         if item.options.system:
             messages.append({"role": "system", "content": [{"type": "text", "text": item.options.system}]})
-        content = [{"type": "image"} for _ in item.images] + [{"type": "text", "text": text}]
-        messages.append({"role": "user", "content": content})
+        used = 0
+        for role, text, images in item.history:
+            content = [{"type": "image"} for _ in range(images)] + [{"type": "text", "text": self._clean(text)}]
+            messages.append({"role": role, "content": content})
+            used += images
+        rest = [{"type": "image"} for _ in item.images[used:]]
+        messages.append({"role": "user", "content": [*rest, {"type": "text", "text": self._clean(item.prompt)}]})
         return messages
+
+    def _clean(self, text: str) -> str:
+        for special in (IMAGE_TOKEN, *getattr(self.tokenizer, "all_special_tokens", ())):
+            if special:
+                text = text.replace(special, " ")  # user text may not forge control tokens
+        return text
 
     def pixel_values(self, images: list[ImageInput]) -> Any:
         """What the vision tower sees: decoded, padded to a square with the mean colour, processed."""

@@ -102,6 +102,8 @@ def schema_text(schema: Any) -> str:
 def text_parts(request: Request) -> Iterator[tuple[str, str]]:
     """(where, text) for every text part of a `Request` that a backend receives."""
     yield "prompt", request.prompt
+    for turn in request.history:  # earlier turns reach the backend too (or its flattened prompt)
+        yield "history", turn.text
     options = request.options
     if options.system:
         yield "system", options.system

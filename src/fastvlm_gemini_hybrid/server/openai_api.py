@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 
 from ..errors import BadInputError
 from ..request_builder import build_request
-from ..types import Attachment, GenerationOptions, Result
+from ..types import Attachment, GenerationOptions, Result, Turn
 from ..types import Request as HybridRequest
 from . import sse
 from .api import state_of, stream_response
@@ -62,12 +62,13 @@ async def chat_completions(request: Request) -> Any:
 
 
 async def to_request(payload: dict[str, Any], state: ServerState) -> HybridRequest:
-    """An OpenAI chat body as a hybrid `Request`: the last user turn is the prompt, earlier turns context."""
+    """An OpenAI chat body as a hybrid `Request`: the last user turn is the prompt, the earlier ones its
+    `history` (each with its own images), system and developer messages the system text."""
     messages = payload.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadInputError("messages must be a non-empty list")
     system: list[str] = []
-    turns: list[tuple[str, str]] = []
+    turns: list[Turn] = []
     refs: list[str] = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or msg.get("role") not in ("system", "developer", "user", "assistant"):
@@ -76,20 +77,17 @@ async def to_request(payload: dict[str, Any], state: ServerState) -> HybridReque
         if msg["role"] in ("system", "developer"):
             system.append(text)
         else:
-            turns.append((msg["role"], text))
+            turns.append(Turn(msg["role"], text, len(images)))
             refs.extend(images)
-    if not turns or turns[-1][0] != "user":
+    if not turns or turns[-1].role != "user":
         raise BadInputError("the last message must come from the user")
     if len(refs) > MAX_IMAGES:
         raise BadInputError(f"at most {MAX_IMAGES} images per request")
-    prompt = turns[-1][1]
-    if len(turns) > 1:
-        history = "\n".join(f"{role.capitalize()}: {text}" for role, text in turns[:-1])
-        prompt = f"Conversation so far:\n{history}\n\nUser: {prompt}"
     attachments: list[Attachment] = [await attachment_from_url(r, state.settings) for r in refs]
     options = _options(payload, "\n\n".join(s for s in system if s) or None)
     return build_request(
-        prompt, attachments, model=_pin(str(payload.get("model") or "hybrid"), state), options=options,
+        turns[-1].text, attachments, history=tuple(turns[:-1]) or None,
+        model=_pin(str(payload.get("model") or "hybrid"), state), options=options,
         mode=payload.get("mode") or None, domain=payload.get("domain") or None,
         sensitive=parse_bool(payload.get("sensitive"), "sensitive"),
         user=payload.get("user") if isinstance(payload.get("user"), str) else None,
