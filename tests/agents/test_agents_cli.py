@@ -89,7 +89,14 @@ def test_run_invalid_output_is_one_line_exit_1(use_processor, screenshots: list[
         (["agents", "run", "ux-review", "{shot}", "--sidecar", "txt"], "only applies to the caption"),
         (["agents", "run", "caption", "{shot}", "--concurrency", "0"], "at least 1"),
         (["agents", "show", "nope"], "unknown agent"),
-        (["agents", "run", "medical", "{shot}", "--mode", "local-only"], "put its own flags after --"),
+        # medical and surveillance run through the registry like the rest: their refusals, their options
+        (["agents", "run", "medical", "{shot}", "--mode", "cloud-only"], "cloud-only is refused"),
+        (["agents", "run", "medical", "{shot}", "--not-sensitive"], "always sensitive"),
+        (["agents", "run", "medical", "{shot}", "--", "--modality", "XYZ"], "unknown modality 'XYZ'"),
+        (["agents", "run", "medical", "{shot}", "--param", "a=b"], "medical has no parameter 'a'"),
+        (["agents", "run", "surveillance", "{clip}"], "needs the 'zones' option (--zones"),
+        (["agents", "run", "surveillance", "{clip}", "--", "--zones", "{shot}", "--bogus"], "unrecognized arguments"),
+        (["agents", "run", "caption", "{shot}", "--", "--zones", "z.yaml"], "unrecognized arguments: --zones"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(use_processor, screenshots: list[Path], clip: Path, argv: list[str],
@@ -148,11 +155,68 @@ def test_document_batch_failure_is_exit_1_with_rows(use_processor, tmp_path: Pat
     assert calls(processor, "gemini") == []
 
 
-def test_command_agent_forwards_to_its_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    # The surveillance command needs --zones: forwarding must reach its own parser and its error.
-    code = main(["agents", "run", "surveillance", str(tmp_path / "none.mp4")])
-    err = capsys.readouterr().err
-    assert code == 2 and ("zones" in err or "not part of this build" in err)
+def test_list_and_show_describe_medical_and_surveillance_like_any_agent(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["agents", "list", "--json"]) == 0
+    rows = {a["name"]: a for a in json.loads(capsys.readouterr().out)["agents"]}
+    assert rows["medical"]["source"] == rows["caption"]["source"] == "built-in"
+    assert rows["medical"]["inputs"] == {"kinds": ["dicom", "image"], "min": 1, "max": 1}
+    assert rows["medical"]["options"]["properties"]["report"]["format"] == "path"  # a local caller may set it
+    assert rows["surveillance"]["options"]["required"] == ["zones"]
+    assert main(["agents", "show", "surveillance", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert set(shown["output_schema"]["properties"]) == {"alerts", "stats", "report"}
+    assert main(["agents", "list"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("medical "))
+    assert "[local_only, sensitive]" in line
+
+
+def test_run_medical_through_the_registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, make_processor,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pydicom")
+    from medical.conftest import findings_json, write_ct_series
+
+    write_ct_series(tmp_path / "study", 2)
+    processor = make_processor(local=findings_json("Free air", impression="Free air."), cloud=findings_json("x"))
+    built: list[Any] = []
+
+    def build(settings: Any) -> Any:
+        built.append(settings)
+        return processor
+
+    monkeypatch.setattr(agents_cmd, "make_processor", build)
+    # `agents run` flags before the inputs, the agent's own options after `--`
+    code = main(["agents", "run", "medical", "--json", str(tmp_path / "study"), "--", "--report", str(tmp_path / "r")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (row,) = [json.loads(line) for line in captured.out.splitlines()]
+    assert row["agent"] == "medical" and row["ok"] and row["backend"] == "fastvlm"
+    assert row["input"] == row["output"]["study"] and row["output"]["severity"] == "critical"
+    assert (tmp_path / "r" / row["output"]["study"] / "report.json").is_file()
+    assert "1 study to read, on this machine only" in captured.err and "medical: 1 done, 0 failed" in captured.err
+    assert built[0].gemini_api_key is None  # the agent's processor can never authenticate to Gemini
+    assert calls(processor, "gemini") == [] and calls(processor, "fastvlm")[0].sensitive is True
+
+
+def test_run_surveillance_through_the_registry_builds_no_processor(
+    monkeypatch: pytest.MonkeyPatch, clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("cv2")
+    zones = tmp_path / "zones.yaml"
+    zones.write_text("zones:\n  - name: door\n    polygon: [[0, 0], [40, 0], [40, 40], [0, 40]]\n")
+
+    def no_processor(_settings: Any) -> Any:
+        raise AssertionError("surveillance without --describe calls no model, so builds no processor")
+
+    monkeypatch.setattr(agents_cmd, "make_processor", no_processor)
+    code = main(["agents", "run", "surveillance", "--json", str(clip), "--", "--zones", str(zones),
+                 "--duration", "3"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    (row,) = [json.loads(line) for line in captured.out.splitlines()]
+    assert row["agent"] == "surveillance" and row["ok"] and row["input"] == str(clip)
+    stats = row["output"]["stats"]
+    assert 10 <= stats["frames"] <= 20 and stats["descriptions"] == "unavailable"  # 5 fps, stopped after 3 s
+    assert "descriptions unavailable" in captured.err and f"{stats['frames']} frames" in captured.err
 
 
 def test_subprocess_entry_point(tmp_path: Path) -> None:

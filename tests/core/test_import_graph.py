@@ -59,3 +59,22 @@ def test_no_import_circles() -> None:
         if start not in state:
             visit(start, [start])
     assert circles == [], "\n".join(" -> ".join(c) for c in circles)
+
+
+def test_agents_import_nothing_from_cli_or_server() -> None:
+    """Layering: `cli` and `server` call the agents registry, never the other way round (the registry used
+    to rebuild the CLI parser to run the medical and surveillance commands)."""
+    files = {module_name(p): p for p in ROOT.rglob("*.py")}
+    modules = set(files)
+    upward = (f"{PACKAGE}.cli", f"{PACKAGE}.server")
+
+    def is_upward(module: str) -> bool:
+        return any(module == u or module.startswith(u + ".") for u in upward)
+
+    offenders = {
+        name: sorted(m for m in imports_of(path, modules) if is_upward(m))
+        for name, path in files.items() if name == f"{PACKAGE}.agents" or name.startswith(f"{PACKAGE}.agents.")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+    # the walk sees function-level imports: the CLI's lazy import of the registry is found
+    assert f"{PACKAGE}.agents.registry" in imports_of(ROOT / "cli" / "agents_cmd.py", modules)

@@ -163,3 +163,61 @@ async def test_png_with_modality_is_read_locally_without_metadata(tmp_path: Path
     assert b"Quillfeather" not in sent and sent.startswith(b"\x89PNG")
     assert cloud.calls == []
     assert_no_phi(all_text_under(tmp_path / "r"), "the report files")
+
+
+# --------------------------------------------------------------------------- the same agent through the registry
+
+
+async def test_the_registry_runs_medical_like_any_agent(ct_folder: Path, tmp_path: Path, make_processor: Any) -> None:
+    from fastvlm_gemini_hybrid.agents import Agent, AgentOptions, load_registry
+    from fastvlm_gemini_hybrid.agents.medical import MedicalReport
+
+    registry = load_registry(None)
+    agent = registry.get("medical")
+    assert isinstance(agent, MedicalAgent) and isinstance(agent, Agent)
+    write_ct_series(ct_folder.parent / "second", 2, prefix="other", body_part="ABDOMEN")  # not a cache hit
+    proc, local, cloud = make_processor(OCR_LEAK_ANSWER)
+    streamed, notes = [], []
+    options = AgentOptions(mode=Mode.PARALLEL, extra={"report": str(tmp_path / "r")}, on_item=streamed.append,
+                           warn=notes.append)
+    try:
+        items = await registry.run("medical", [str(ct_folder.parent)], options, processor=proc)
+    finally:
+        await proc.aclose()
+    assert len(items) == 2 and items == streamed  # one item per study, each streamed as it was done
+    for item in items:
+        report = MedicalReport.model_validate(item.output)
+        assert item.ok and item.input == report.study and item.result is not None
+        assert report.severity == "critical" and (tmp_path / "r" / report.study / "report.json").is_file()
+        assert_no_phi(json.dumps(item.to_dict()), "the item as JSON")
+    assert "2 studies to read, on this machine only" in notes
+    assert cloud.calls == [] and len(local.calls) == 2
+    assert all(r.sensitive is True and r.mode is Mode.PARALLEL for r in local.calls)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"mode": Mode.CLOUD_ONLY}, "cloud-only is refused"),
+        ({"sensitive": False}, "always sensitive"),
+    ],
+)
+async def test_registry_refuses_before_reading(ct_folder: Path, make_processor: Any, options: dict[str, Any],
+                                               message: str) -> None:
+    from fastvlm_gemini_hybrid.agents import AgentOptions, load_registry
+
+    proc, local, cloud = make_processor()
+    try:
+        with pytest.raises(PolicyViolationError, match=message):
+            await load_registry(None).run("medical", [str(ct_folder)], AgentOptions(**options), processor=proc)
+    finally:
+        await proc.aclose()
+    assert local.calls == [] and cloud.calls == []
+
+
+def test_a_processor_built_for_the_agent_has_no_gemini_key(tmp_path: Path) -> None:
+    from fastvlm_gemini_hybrid.agents.medical import AGENT
+    from fastvlm_gemini_hybrid.config import load_settings
+
+    settings = load_settings(home=tmp_path, gemini_api_key="fake-test-key")
+    assert AGENT.settings_for(settings).gemini_api_key is None and settings.gemini_api_key is not None

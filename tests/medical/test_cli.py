@@ -93,3 +93,30 @@ def test_subprocess_bad_inputs_exit_2_with_one_line(tmp_path: Path) -> None:
         assert proc.returncode == 2, proc.stderr
         assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_agents_run_medical_gives_the_same_report_as_the_command(
+    ct_folder: Path, tmp_path: Path, fake_backends: dict[str, FunctionBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both go through the registry; `agents run` wraps each report in the item shape every agent shares.
+    assert main(["medical", str(ct_folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert main(["agents", "run", "medical", "--json", str(ct_folder), "--", "--modality", "ct"]) == 0
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert row["agent"] == "medical" and row["input"] == report["study"]
+    same = {"study", "modality", "severity", "findings", "impression", "backend", "deidentified"}
+    assert {k: row["output"][k] for k in same} == {k: report[k] for k in same}
+    assert [n["finding"] for n in row["output"]["notifications"]] == [n["finding"] for n in report["notifications"]]
+    assert fake_backends["gemini"].calls == [] and len(fake_backends["fastvlm"].calls) == 2
+
+
+def test_a_broken_user_recipe_does_not_stop_the_medical_command(
+    ct_folder: Path, fake_backends: dict[str, FunctionBackend], capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = Path(os.environ["FASTVLM_HYBRID_HOME"])
+    (home / "agents").mkdir(parents=True, exist_ok=True)
+    (home / "agents" / "broken.yaml").write_text("name: [unclosed\n")
+    assert main(["agents", "list"]) == 2  # the recipe is reported where recipes are used...
+    assert "broken.yaml" in capsys.readouterr().err
+    assert main(["medical", str(ct_folder), "--json"]) == 0  # ...but the built-in agent's command still runs
+    assert json.loads(capsys.readouterr().out)["severity"] == "critical"

@@ -1,29 +1,44 @@
-"""The Agent contract: a prompt, routing hints, an output schema, and optional hooks.
+"""The Agent contract: inputs, options and routing hints declared as data, a typed result, hooks.
 
-Why a contract: an agent is a few lines of intent (what to ask, what shape the answer has, how
-private the input is), and everything hard (routing, privacy, retries on malformed JSON, batch
-concurrency, CLI output) is shared. A new agent is either a small subclass of `Agent` (prompt,
-`output_model`, maybe `check`/`postprocess`) or a YAML recipe (`recipe.py`) that builds one.
+Why one contract: every agent, from a five-line YAML recipe to the medical and surveillance agents,
+is listed, described and run the same way by the registry, for the CLI (`agents list/run`, and the
+agents' own commands), the HTTP API (`GET /v1/agents`, `POST /v1/agents/{name}`) and user code. An
+agent declares:
 
-Lifecycle of `Agent.arun(processor, refs, options)`:
-    resolve inputs (files, folders, URLs; kinds checked)  ->  build Request(s) with routing hints
+- `accepts` (input kinds: image, video, dicom, youtube, stream) with `min_inputs`/`max_inputs`;
+- `option_specs`: its own options as data (`options.py`), checked by `parse_options`;
+- `hints` (routing and privacy) and `params` (prompt placeholders);
+- `output_model`: the pydantic model of one answer's `output`; `ItemResult.to_dict()` is JSON.
+
+Everything hard (routing, privacy, retries on malformed JSON, batch concurrency, output) is shared.
+A prompt-and-schema agent is a small subclass (prompt, `output_model`, maybe `check`/`postprocess`)
+or a YAML recipe (`recipe.py`); an agent with its own pipeline (medical, surveillance) overrides `arun`.
+
+Lifecycle, driven by `AgentRegistry.run`:
+    `check_options` (routing flags, params, options; nothing read, no processor built)
+    ->  `arun(processor, refs, options)`: resolve inputs  ->  build Request(s) with routing hints
     ->  structured call (schema in options + prompt, validate, `check`, retry once)  ->  postprocess
 """
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
 from ..errors import BadInputError, HybridError, PolicyViolationError
 from ..request_builder import build_request
-from ..types import Attachment, Domain, GenerationOptions, Latency, Mode, Request, Result, sniff_mime
+from ..types import Attachment, Domain, GenerationOptions, Latency, Mode, Request, Result
+from .inputs import InputItem, resolve_inputs  # re-exported: agents import them from here
+from .options import Materialize, OptionSpec, OptionValue, options_schema, parse_options
 from .structured import AgentOutputError, ask_structured, schema_for  # structured imports nothing from here
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 
 class OutputProblem(ValueError):
@@ -63,72 +78,7 @@ class RoutingHints:
         return out
 
 
-# --------------------------------------------------------------------------- inputs and options
-
-MEDIA_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic",
-    ".dcm", ".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v",
-})
-
-
-@dataclass(frozen=True)
-class InputItem:
-    """One input, sniffed but not yet read: a file path or a URL, with its media kind."""
-
-    ref: str
-    kind: str  # image, video, dicom, youtube, url
-    name: str
-
-    def load(self) -> Attachment:
-        return Attachment.parse(self.ref)
-
-
-def _kind_of_file(path: Path) -> str | None:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
-    except OSError as exc:
-        raise BadInputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    mime = sniff_mime(head)
-    if mime is None:
-        return None
-    return Attachment(mime=mime).kind if mime.startswith(("image/", "video/", "application/dicom")) else None
-
-
-def resolve_inputs(refs: list[str], accepts: frozenset[str], agent: str) -> list[InputItem]:
-    """Files, folders (expanded, sorted) and URLs, each checked against the kinds `agent` accepts."""
-    items: list[InputItem] = []
-    for ref in refs:
-        if "://" in ref or ref.startswith("data:"):
-            att = Attachment.parse(ref)
-            kind = att.kind
-            if kind not in accepts:
-                raise BadInputError(f"{agent} cannot take {ref}: it accepts {_kinds(accepts)}, not {kind} links")
-            items.append(InputItem(ref, kind, ref))
-            continue
-        path = Path(ref)
-        if path.is_dir():
-            found = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES]
-            kept = [(p, _kind_of_file(p)) for p in found]
-            kept = [(p, k) for p, k in kept if k in accepts]
-            if not kept:
-                raise BadInputError(f"{ref} holds no {_kinds(accepts)} files for {agent}")
-            items.extend(InputItem(str(p), str(k), p.name) for p, k in kept)
-            continue
-        if not path.exists():
-            raise BadInputError(f"no such file: {ref}")
-        kind = _kind_of_file(path)
-        if kind is None:
-            raise BadInputError(f"{ref} is not a supported image, video or DICOM file")
-        if kind not in accepts:
-            raise BadInputError(f"{agent} cannot take {ref}: it accepts {_kinds(accepts)}, not {kind}")
-        items.append(InputItem(str(path), kind, path.name))
-    return items
-
-
-def _kinds(accepts: frozenset[str]) -> str:
-    names = {"youtube": "YouTube URL", "dicom": "DICOM"}
-    return " or ".join(names.get(k, k) for k in sorted(accepts))
+# --------------------------------------------------------------------------- options
 
 
 @dataclass
@@ -150,6 +100,13 @@ class AgentOptions:
     warn: Callable[[str], None] | None = None
     #: called with each item as soon as it is done (batches stream their output through this)
     on_item: Callable[[ItemResult], None] | None = None
+    #: the agent's own options (declared in `Agent.option_specs`), as `Agent.parse_options` returns them
+    extra: dict[str, OptionValue] = field(default_factory=dict)
+    #: called with each progress event of an agent that reports over time (surveillance: every alert,
+    #: `{"type": "event", "event": {...}, ...}`); may be called from a worker thread
+    on_event: Callable[[dict[str, Any]], None] | None = None
+    #: polled by long agents between frames or items; True stops them early (a cancelled job)
+    should_stop: Callable[[], bool] | None = None
 
     def say(self, message: str) -> None:
         (self.warn or _stderr)(message)
@@ -157,6 +114,13 @@ class AgentOptions:
     def emit(self, item: ItemResult) -> None:
         if self.on_item is not None:
             self.on_item(item)
+
+    def event(self, data: dict[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(data)
+
+    def stopped(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
 
 
 def _stderr(message: str) -> None:
@@ -226,23 +190,58 @@ class Agent:
     #: prompt placeholders (`{audience}`) and their defaults; `--param KEY=VALUE` sets them
     params: ClassVar[dict[str, str]] = {}
     source: str = "built-in"
-    #: True for agents that answer each input on its own (caption, document): one item per input
+    #: True for agents that answer each input (or study) on its own: one item each, failures per item
     per_input: bool = False
+    #: options beyond the common flags, as data (`options.py`): `--report DIR`, a zones file, ...
+    option_specs: ClassVar[tuple[OptionSpec, ...]] = ()
 
     # -------------------------------------------------------------- description
-    def describe(self) -> dict[str, Any]:
+    def describe(self, *, remote: bool = False) -> dict[str, Any]:
+        """What `agents list --json` and `GET /v1/agents` show; `remote` keeps the options a remote
+        caller may set (and describes a `file` option as its content)."""
         return {
             "name": self.name,
             "summary": self.summary,
+            "description": self.summary,
             "accepts": sorted(self.accepts),
+            "inputs": {"kinds": sorted(self.accepts), "min": self.min_inputs, "max": self.max_inputs},
+            "per_input": self.per_input,
             "hints": self.hints.to_dict(),
             "params": dict(self.params),
+            "options": options_schema(self.option_specs, remote=remote),
             "source": self.source,
         }
 
     def output_schema(self) -> dict[str, Any]:
-
         return schema_for(self.output_model)
+
+    # -------------------------------------------------------------- options and checks before a run
+    def parse_options(
+        self, raw: Mapping[str, object], *, remote: bool = False, materialize: Materialize | None = None,
+    ) -> dict[str, OptionValue]:
+        """The agent's own options from flags, form fields or JSON: typed, defaulted, or `BadInputError`."""
+        return parse_options(self.option_specs, raw, agent=self.name, remote=remote, materialize=materialize)
+
+    def check_options(self, options: AgentOptions) -> None:
+        """Everything that can be refused before an input is read or a processor built: routing flags
+        (a refused `--mode` is a `PolicyViolationError`), unknown parameters, the agent's options
+        (their defaults are filled in here)."""
+        self.request_hints(options)
+        self._check_params(options)
+        options.extra = self.parse_options(options.extra)
+
+    def needs_processor(self, options: AgentOptions) -> bool:
+        """False when these options call no model at all (surveillance without descriptions): the
+        caller may then pass `processor=None` and skip building one."""
+        return True
+
+    def settings_for(self, settings: Settings) -> Settings:
+        """The settings of a processor built for this agent alone (medical drops the Gemini key)."""
+        return settings
+
+    def render_event(self, event: dict[str, Any]) -> str:
+        """One progress event for the terminal. Default: compact JSON."""
+        return json.dumps(event, ensure_ascii=False, default=str)
 
     # -------------------------------------------------------------- hooks
     def check(self, value: BaseModel, ctx: AgentContext) -> None:
@@ -254,8 +253,6 @@ class Agent:
 
     def render(self, output: dict[str, Any]) -> str:
         """Human-readable text for the terminal. Default: indented JSON."""
-        import json
-
         return json.dumps(output, indent=2, ensure_ascii=False)
 
     # -------------------------------------------------------------- building requests
@@ -263,12 +260,15 @@ class Agent:
         """Placeholders the agent fills itself (e.g. the number of screenshots); not user-settable."""
         return {}
 
-    def build_prompt(self, ctx: AgentContext) -> str:
-        values = {**self.params, **ctx.options.params, **self.prompt_values(ctx)}
-        unknown = sorted(set(ctx.options.params) - set(self.params))
+    def _check_params(self, options: AgentOptions) -> None:
+        unknown = sorted(set(options.params) - set(self.params))
         if unknown:
             known = ", ".join(sorted(self.params)) or "none"
             raise BadInputError(f"{self.name} has no parameter {unknown[0]!r} (parameters: {known})")
+
+    def build_prompt(self, ctx: AgentContext) -> str:
+        values = {**self.params, **ctx.options.params, **self.prompt_values(ctx)}
+        self._check_params(ctx.options)
         try:
             return self.prompt.format_map(values)
         except (KeyError, IndexError, ValueError) as exc:
@@ -358,6 +358,7 @@ __all__ = [
     "AgentOutputError",
     "InputItem",
     "ItemResult",
+    "OptionSpec",
     "OutputProblem",
     "RoutingHints",
     "resolve_inputs",

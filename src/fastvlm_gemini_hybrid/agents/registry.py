@@ -1,32 +1,34 @@
-"""Where agents come from: built-in modules, built-in recipes, user recipes, and command adapters.
+"""Where agents come from, and the one way they run: built-in modules, built-in recipes, user recipes.
 
-Why a registry rather than imports scattered through the CLI: `agents list`, `agents run`, the HTTP
-server and user code must all see the same set, in the same order, with the same errors. Sources:
+Why a registry rather than imports scattered through the CLI: `agents list`, `agents run`, the
+`medical` and `surveil` commands, the HTTP API (`/v1/agents`) and user code must all see the same set,
+in the same order, with the same errors, and run an agent the same way (`AgentRegistry.run`). Sources:
 
-1. built-in agent modules (`ux_review.py`, ...), each exposing `AGENT`;
+1. built-in agent modules (`ux_review.py`, ..., `medical.py`, `surveillance.py`), each exposing `AGENT`;
 2. built-in recipes in `agents/recipes/*.yaml`;
-3. thin adapters for agents that own a whole CLI command (`medical`, `surveillance`);
-4. the user's recipes: `*.yaml`/`*.yml` in `$FASTVLM_HYBRID_HOME/agents/` and in every folder of
+3. the user's recipes: `*.yaml`/`*.yml` in `$FASTVLM_HYBRID_HOME/agents/` and in every folder of
    `FASTVLM_HYBRID_AGENTS_DIR` (path-separator separated).
 
 A user recipe may not reuse a built-in name (a recipe silently replacing `document`, which keeps
 receipts local, would be a privacy trap); any malformed recipe is one `RecipeError` line, exit 2.
+This module imports nothing from `cli` or `server`: they call it, never the other way round.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import importlib.util
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import BadInputError, ConfigurationError
-from .base import Agent
+from .base import Agent, AgentOptions, ItemResult
+from .options import check_specs
 from .recipe import RecipeError, load_recipe
+
+if TYPE_CHECKING:
+    from ..processor import HybridVLMProcessor
 
 AGENTS_DIR_ENV = "FASTVLM_HYBRID_AGENTS_DIR"
 
@@ -37,67 +39,15 @@ BUILTIN_MODULES: dict[str, str] = {
     "caption": "caption",
     "document": "document",
     "video-summary": "video_summary",
+    "medical": "medical",
+    "surveillance": "surveillance",
 }
 
 
-@dataclass(frozen=True)
-class CommandAgent:
-    """An agent that owns a whole CLI command; `agents run NAME ARGS...` forwards ARGS to it."""
+class UnknownAgentError(BadInputError):
+    """No agent has this name (exit 2 on the command line, 404 over HTTP)."""
 
-    name: str
-    summary: str
-    command: str
-    cli_module: str
-    accepts: frozenset[str]
-    usage: str
-    source: str = "command"
-
-    @property
-    def available(self) -> bool:
-        try:
-            return importlib.util.find_spec(f"fastvlm_gemini_hybrid.cli.{self.cli_module}") is not None
-        except (ImportError, ValueError):
-            return False
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "summary": self.summary,
-            "accepts": sorted(self.accepts),
-            "hints": {"local_only": True} if self.name == "medical" else {},
-            "params": {},
-            "source": f"command: fastvlm-hybrid {self.command}",
-            "available": self.available,
-            "usage": self.usage,
-        }
-
-    def run_cli(self, args: list[str], *, json_output: bool, config: str | None) -> int:
-        """Parse `args` as the `fastvlm-hybrid <command>` line and run its handler."""
-        from ..cli import build_parser
-
-        if not self.available:
-            raise BadInputError(f"the {self.name} agent is not part of this build (no '{self.command}' command)")
-        argv = (["--config", config] if config else []) + [self.command, *args]
-        if json_output and "--json" not in args:
-            argv.append("--json")
-        parsed: argparse.Namespace = build_parser().parse_args(argv)
-        return int(parsed.handler(parsed) or 0)
-
-
-COMMAND_AGENTS: tuple[CommandAgent, ...] = (
-    CommandAgent(
-        "medical", "de-identified draft reports for DICOM or image studies; never leaves the machine",
-        "medical", "medical_cmd", frozenset({"dicom", "image"}),
-        "agents run medical FILE_OR_DIR [-- --report DIR ...]",
-    ),
-    CommandAgent(
-        "surveillance", "motion, zones, loitering and described alerts from a video file, stream or webcam",
-        "surveil", "video_cmd", frozenset({"video"}),
-        "agents run surveillance SOURCE -- --zones ZONES.yaml [--report DIR ...]",
-    ),
-)
-
-AnyAgent = Agent | CommandAgent
+    code = "unknown_agent"
 
 
 def builtin_recipe_dir() -> Path:
@@ -125,10 +75,10 @@ class AgentRegistry:
     """Every agent known to this installation, by name, in listing order."""
 
     def __init__(self) -> None:
-        self._agents: dict[str, AnyAgent] = {}
+        self._agents: dict[str, Agent] = {}
         self.builtin_names: set[str] = set()
 
-    def add(self, agent: AnyAgent, *, builtin: bool = False) -> None:
+    def add(self, agent: Agent, *, builtin: bool = False) -> None:
         if agent.name in self._agents:
             previous = self._agents[agent.name].source
             if agent.name in self.builtin_names:
@@ -136,25 +86,50 @@ class AgentRegistry:
                     f"recipe {agent.source}: the name {agent.name!r} belongs to a built-in agent; choose another name"
                 )
             raise RecipeError(f"recipe {agent.source}: the name {agent.name!r} is already used by {previous}")
+        check_specs(agent.option_specs, agent.name)
         self._agents[agent.name] = agent
         if builtin:
             self.builtin_names.add(agent.name)
 
-    def get(self, name: str) -> AnyAgent:
+    def get(self, name: str) -> Agent:
         try:
             return self._agents[name]
         except KeyError:
             known = ", ".join(self._agents)
-            raise BadInputError(f"unknown agent {name!r}; known agents: {known}") from None
+            raise UnknownAgentError(f"unknown agent {name!r}; known agents: {known}") from None
 
     def names(self) -> list[str]:
         return list(self._agents)
 
-    def __iter__(self) -> Iterable[AnyAgent]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[Agent]:
         return iter(list(self._agents.values()))
 
     def __len__(self) -> int:
         return len(self._agents)
+
+    async def run(
+        self, name: str, refs: Sequence[str], options: AgentOptions, *,
+        processor: HybridVLMProcessor | None = None,
+        make_processor: Callable[[Agent], HybridVLMProcessor] | None = None,
+    ) -> list[ItemResult]:
+        """Run the agent `name` over `refs`: the one path for the CLI, the HTTP API and library code.
+
+        `check_options` runs first, so a refused mode or a bad option fails before any input is read or
+        processor built. Then the agent gets `processor`, or one built by `make_processor(agent)` and
+        closed afterwards (on this loop: async clients must not outlive it), or None when the agent says
+        these options need no model (`needs_processor`).
+        """
+        agent = self.get(name)
+        agent.check_options(options)
+        if processor is not None or not agent.needs_processor(options):
+            return list(await agent.arun(processor, list(refs), options))
+        if make_processor is None:
+            raise ConfigurationError(f"the {name} agent needs a processor, and none was given")
+        built = make_processor(agent)
+        try:
+            return list(await agent.arun(built, list(refs), options))
+        finally:
+            await built.aclose()
 
 
 def load_builtin(name: str) -> Agent:
@@ -165,9 +140,12 @@ def load_builtin(name: str) -> Agent:
     return agent
 
 
-def load_registry(home: Path | None = None, extra_dirs: Iterable[Path] = ()) -> AgentRegistry:
-    """Built-ins, built-in recipes, command adapters, then user recipes from `home/agents` and
-    `FASTVLM_HYBRID_AGENTS_DIR` (and `extra_dirs`)."""
+def load_registry(
+    home: Path | None = None, extra_dirs: Iterable[Path] = (), *, user_recipes: bool = True,
+) -> AgentRegistry:
+    """Built-ins and built-in recipes, then (unless `user_recipes=False`) user recipes from
+    `home/agents`, `FASTVLM_HYBRID_AGENTS_DIR` and `extra_dirs`. A command that runs one built-in
+    agent (`medical`, `surveil`) skips user recipes, so a broken recipe cannot stop it."""
     registry = AgentRegistry()
     for name in BUILTIN_MODULES:
         registry.add(load_builtin(name), builtin=True)
@@ -175,8 +153,8 @@ def load_registry(home: Path | None = None, extra_dirs: Iterable[Path] = ()) -> 
         agent = load_recipe(path)
         agent.source = f"built-in recipe {path.name}"
         registry.add(agent, builtin=True)
-    for command_agent in COMMAND_AGENTS:
-        registry.add(command_agent, builtin=True)
+    if not user_recipes:
+        return registry
     for directory in [*user_recipe_dirs(home), *extra_dirs]:
         for path in _recipe_files(directory):
             registry.add(load_recipe(path))
@@ -186,9 +164,8 @@ def load_registry(home: Path | None = None, extra_dirs: Iterable[Path] = ()) -> 
 __all__ = [
     "AGENTS_DIR_ENV",
     "BUILTIN_MODULES",
-    "COMMAND_AGENTS",
     "AgentRegistry",
-    "CommandAgent",
+    "UnknownAgentError",
     "load_builtin",
     "load_registry",
     "user_recipe_dirs",

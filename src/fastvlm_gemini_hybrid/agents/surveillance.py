@@ -1,293 +1,276 @@
-"""The video-surveillance agent: motion -> tracks -> zones -> prioritised, de-duplicated events.
+"""The surveillance agent: a video file, stream URL or webcam in; alerts as they happen, then a summary.
 
-Why it is shaped this way: every frame goes through cheap CPU stages (motion on a small grey
-image, an IoU tracker, point-in-polygon), and only events reach anything expensive. An event's
-description comes from the router, local model first with a strict JSON answer; the cloud is
-asked only when the local answer is unsure and the route allows it, and when no model is usable
-the agent keeps running and says once that descriptions are unavailable.
+It implements the `Agent` contract like every other agent (the registry runs it for `agents run
+surveillance`, the `surveil` command and `POST /v1/agents/surveillance`): one input, a `video` file or
+a live `stream` (rtsp/http/tcp URL, or a webcam index such as `0`); options as data: `zones`
+(required), `describe`, `start_time`, `duration`, `reconnects`, and, for local callers only, `report`
+(a folder to write) and `webhook` (a URL this machine posts to). Each alert is streamed through
+`options.event` as `{"type": "event", "event": ..., "reason": ..., "done": frames}`, where `event` is
+exactly the `surveil --json` line; the one item's `output` (`SurveillanceOutput`) holds the alerts,
+the run's counts and the report's files.
+
+Why a worker thread: decoding and the frame engine (`surveillance_engine.py`) are synchronous CPU
+work, so they run off the event loop and an HTTP server keeps answering; alert descriptions still go
+through the caller's processor on the caller's loop, where its async clients live. Without `describe`
+no model is called and no processor is built at all.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import sys
+import asyncio
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from .._optional import require
-from ..errors import BadInputError, HybridError, PolicyViolationError
-from ..types import Attachment, Domain, GenerationOptions, Mode, Request
-from ..video.decode import Frame
-from ..video.events import ActivityBaseline, AlertLimiter, Event, PriorityPolicy
-from ..video.motion import MotionConfig, MotionDetector
-from ..video.report import IncidentRecord, thumbnail
-from ..video.track import IoUTracker, Track
-from ..video.zones import ZoneConfig, ZoneTracker
+from pydantic import BaseModel
 
-DESCRIBE_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "title": {"type": "string"},
-        "summary": {"type": "string"},
-        "threat_level": {"type": "integer", "minimum": 0, "maximum": 2},
-        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-    },
-    "required": ["title", "summary", "threat_level", "confidence"],
-}
+from ..errors import BadInputError, ConfigurationError
+from ..types import Domain, Mode, Request, Result
+from .base import Agent, AgentOptions, ItemResult, RoutingHints
+from .options import OptionSpec
+from .surveillance_engine import DESCRIBE_SCHEMA, AgentConfig, AlertDescriber, SurveillanceEngine, parse_description
 
-DESCRIBE_PROMPT = (
-    "You are a security camera assistant. The image shows a {type} alert{zone}. "
-    "Describe what is happening in one short sentence. Answer with JSON only: "
-    '{{"title": str, "summary": str, "threat_level": 0|1|2, "confidence": 0..1}}.'
-)
+if TYPE_CHECKING:
+    from ..processor import HybridVLMProcessor
+    from ..video.decode import Frame, VideoSource
+    from ..video.events import Event
+    from ..video.zones import ZoneConfig
+
+#: alerts kept in the output; every alert is still streamed, counted and sent to the webhook
+MAX_ALERTS = 1000
 
 
-def parse_description(text: str) -> dict[str, Any] | None:
-    """The strict-JSON answer as a dict, or None if it is not valid against the schema."""
-    match = re.search(r"\{.*\}", text, re.S)
-    if not match:
-        return None
-    try:
-        data = json.loads(match.group(0))
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    title, summary = data.get("title"), data.get("summary")
-    level, conf = data.get("threat_level"), data.get("confidence")
-    if not isinstance(title, str) or not isinstance(summary, str) or not summary.strip():
-        return None
-    if isinstance(level, bool) or not isinstance(level, int) or level not in (0, 1, 2):
-        return None
-    if isinstance(conf, bool) or not isinstance(conf, int | float) or not 0 <= conf <= 1:
-        return None
-    return {"title": title.strip(), "summary": summary.strip(), "threat_level": level, "confidence": float(conf)}
+class Alert(BaseModel):
+    """One alert: the `surveil --json` line plus why it was raised."""
+
+    type: Literal["motion", "zone_enter", "zone_exit", "loitering", "anomaly"]
+    zone: str | None
+    track_id: int | None
+    start_s: float
+    end_s: float | None
+    priority: str
+    bbox: list[int]
+    description: str | None
+    reason: str
 
 
-class AlertDescriber:
-    """Describes an alert image through the processor: local first, the cloud only when unsure.
-
-    `processor` is a `HybridVLMProcessor` (anything with `run(Request) -> Result`). `allow_cloud`
-    False (or a sensitive feed) keeps every image on the machine. `faces` is the face policy for what
-    goes to the cloud: `redact` by default (people on a camera did not agree to be sent anywhere);
-    `local` keeps frames with faces here; a stricter FASTVLM_HYBRID_PRIVACY_FACES wins.
-    """
-
-    def __init__(
-        self, processor: Any, *, allow_cloud: bool = True, sensitive: bool = False,
-        threshold: float = 0.5, warn: Callable[[str], None] | None = None, faces: str = "redact",
-    ) -> None:
-        self.processor = processor
-        self.faces = faces
-        self.allow_cloud = allow_cloud and not sensitive
-        self.sensitive = sensitive
-        self.threshold = threshold
-        self.available = True
-        self.unavailable_reason = ""
-        self.calls = 0
-        self._warn = warn or (lambda msg: sys.stderr.write(msg + "\n"))
-
-    def _ask(self, jpeg: bytes, event: Event, mode: Mode) -> tuple[dict[str, Any] | None, Any]:
-        zone = f" in zone {event.zone}" if event.zone else ""
-        request = Request(
-            prompt=DESCRIBE_PROMPT.format(type=event.type.replace("_", " "), zone=zone),
-            attachments=(Attachment.from_bytes(jpeg, name=f"alert-{event.type}.jpg"),),
-            mode=mode,
-            domain=Domain.SECURITY,
-            sensitive=self.sensitive,
-            options=GenerationOptions(max_tokens=160, json_schema=DESCRIBE_SCHEMA),
-            privacy_faces=self.faces,
-        )
-        self.calls += 1
-        result = self.processor.run(request)
-        return parse_description(result.response), result
-
-    def describe(self, jpeg: bytes, event: Event) -> dict[str, Any] | None:
-        """A validated description dict (with `backend`), or None if no model could give one."""
-        if not self.available:
-            return None
-        local: dict[str, Any] | None = None
-        try:
-            local, result = self._ask(jpeg, event, Mode.LOCAL_ONLY)
-            if local is not None:
-                conf = min(local["confidence"], result.confidence if result.confidence is not None else 1.0)
-                local = {**local, "backend": result.backend}
-                if conf >= self.threshold or not self.allow_cloud:
-                    return local
-        except (PolicyViolationError, BadInputError):
-            raise
-        except HybridError as exc:
-            if not self.allow_cloud:
-                self._unavailable(str(exc))
-                return None
-        if not self.allow_cloud:
-            return local
-        try:
-            cloud, result = self._ask(jpeg, event, Mode.CLOUD_ONLY)
-        except HybridError as exc:
-            if local is None:
-                self._unavailable(str(exc))
-            return local
-        if cloud is None:
-            return local
-        return {**cloud, "backend": result.backend}
-
-    def _unavailable(self, why: str) -> None:
-        self.available = False
-        self.unavailable_reason = why
-        self._warn(f"descriptions unavailable: {why}")
+class SurveillanceStats(BaseModel):
+    frames: int
+    alerts: int
+    suppressed: int  # duplicates the limiter held back
+    dropped: int  # frames a live source dropped
+    reconnects: int
+    stream_errors: list[str]
+    descriptions: Literal["on", "unavailable"]
 
 
-@dataclass
-class AgentConfig:
-    """Tuning of the agent; the zones file supplies zones, masks, quiet periods and night hours."""
-
-    motion: MotionConfig = field(default_factory=MotionConfig)
-    hold_frames: int = 3
-    min_hits: int = 3
-    max_missed_s: float = 1.0
-    limiter: AlertLimiter = field(default_factory=AlertLimiter)
-    baseline: ActivityBaseline = field(default_factory=ActivityBaseline)
-    start: datetime | None = None  # wall-clock time of t=0, for time-of-day priority
-    max_records: int = 1000
-    motion_events: bool = True
+class SurveillanceOutput(BaseModel):
+    alerts: list[Alert]  # the first MAX_ALERTS
+    stats: SurveillanceStats
+    report: dict[str, str] | None = None  # file kind -> path, when the `report` option was set
 
 
-class SurveillanceAgent:
-    """Feed it frames (`run(frames)`), get `Event`s back as they happen; `records` keep report evidence."""
+class SurveillanceAgent(Agent):
+    """The `surveillance` agent. `SurveillanceAgent()` is the registry's. Called with zones,
+    `SurveillanceAgent(zones, config, describer)` is instead bound to one run's frame engine: the form
+    server/jobs.py, tests/video and benchmarks/video_motion.py use (`run(frames)`, `frames`, `records`, ...)."""
+
+    name = "surveillance"
+    summary = "motion, zones, loitering and described alerts from a video file, stream or webcam"
+    accepts = frozenset({"video", "stream"})
+    output_model = SurveillanceOutput
+    hints = RoutingHints(domain=Domain.SECURITY)
+    min_inputs = 1
+    max_inputs = 1
+    option_specs = (
+        OptionSpec("zones", "file", "the zones YAML: zones, masks, quiet periods, night hours (see docs/video.md)",
+                   required=True, metavar="ZONES.yaml"),
+        OptionSpec("describe", "boolean", "describe each alert with the model (local first)", default=False),
+        OptionSpec("start_time", "string", "wall-clock time of the first frame, ISO 8601 (default: now)",
+                   metavar="ISO"),
+        OptionSpec("duration", "number", "stop after S seconds of video", metavar="S"),
+        OptionSpec("reconnects", "integer", "reconnect attempts for live sources", default=5, metavar="N"),
+        OptionSpec("report", "directory", "write incident.json/.md/.html with thumbnails here", remote=False,
+                   metavar="DIR"),
+        OptionSpec("webhook", "string", "also POST each alert as JSON to this URL", remote=False, metavar="URL"),
+    )
 
     def __init__(
-        self, zones: ZoneConfig, config: AgentConfig | None = None, describer: AlertDescriber | None = None
+        self, zones: ZoneConfig | None = None, config: AgentConfig | None = None,
+        describer: AlertDescriber | None = None,
     ) -> None:
-        self.zones = zones
-        self.config = config or AgentConfig()
-        cfg = self.config
-        self.motion = MotionDetector(cfg.motion, masks=zones.masks)
-        self.tracker = IoUTracker(min_hits=cfg.min_hits, max_missed_s=cfg.max_missed_s)
-        self.presence = ZoneTracker(zones.zones, hold_frames=cfg.hold_frames)
-        self.policy = PriorityPolicy(start=cfg.start, night=zones.night, quiet_periods=zones.quiet_periods)
-        self.limiter = cfg.limiter
-        self.baseline = cfg.baseline
-        self.describer = describer
-        self.records: list[IncidentRecord] = []
-        self.still: Any = None
-        self.frames = 0
-        self.last_t = 0.0
-        self._loitered: set[tuple[int, str]] = set()
-        self._announced: set[int] = set()
-        self._entries: dict[tuple[int, str], float] = {}
+        self.engine = SurveillanceEngine(zones, config, describer) if zones is not None else None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the class lacks: the bound form reads the engine's state through.
+        engine = self.__dict__.get("engine")
+        if engine is None:
+            raise AttributeError(name)
+        return getattr(engine, name)
 
     def run(self, frames: Iterable[Frame]) -> Iterator[Event]:
-        for frame in frames:
-            yield from self.step(frame)
-        yield from self.finish()
+        """The bound form's frame loop (the engine's `run`)."""
+        if self.engine is None:
+            raise TypeError("run needs a bound agent: SurveillanceAgent(zones, ...); or run it through the registry")
+        return self.engine.run(frames)
 
-    def step(self, frame: Frame) -> list[Event]:
-        """Process one frame; returns the events (already filtered by the limiter) it raised."""
-        self.frames += 1
-        self.last_t = t = frame.t_s
-        if self.still is None:
-            self.still = frame.bgr()
-        motion = self.motion.update(frame.gray())
-        raw: list[Event] = []
-        if motion.global_change or motion.warming_up:
-            return []  # a flash or gain change: neither motion nor a reason to age tracks
-        reason = self.baseline.update(t, motion.active)
-        if reason:
-            raw.append(Event("anomaly", t, priority=self.policy.priority("anomaly", t), reason=reason,
-                             bbox=_union(motion.boxes)))
-        tracks = self.tracker.update(motion.boxes, t)
-        for track in tracks:
-            raw.extend(self._track_events(track, t))
-        for track in self.tracker.ended:
-            raw.extend(self._end_track(track))
-        self.tracker.ended.clear()
-        return self._emit(raw, frame)
+    # ------------------------------------------------------------------ the contract
+    def needs_processor(self, options: AgentOptions) -> bool:
+        return bool(options.extra.get("describe"))
 
-    def finish(self) -> list[Event]:
-        """End of the source: close every open presence with an exit at its last sighting."""
-        raw: list[Event] = []
-        for track in self.tracker.flush():
-            raw.extend(self._end_track(track))
-        self.tracker.ended.clear()
-        return self._emit(raw, None)
+    async def arun(
+        self, processor: HybridVLMProcessor | None, refs: list[str], options: AgentOptions,
+    ) -> list[ItemResult]:
+        """Watch the one source to its end (or `duration`, or `options.should_stop`); one item back."""
+        from ..video.zones import load_zones
 
-    def _track_events(self, track: Track, t: float) -> list[Event]:
-        out: list[Event] = []
-        if track.id not in self._announced:
-            self._announced.add(track.id)
-            if self.config.motion_events:
-                out.append(Event("motion", track.first_s, track_id=track.id, bbox=track.bbox,
-                                 priority=self.policy.priority("motion", track.first_s), reason="movement started"))
-            if self.policy.in_quiet_period(t):
-                out.append(Event("anomaly", track.first_s, track_id=track.id, bbox=track.bbox, priority="high",
-                                 reason="activity during a quiet period"))
-        for zone, inside, since in self.presence.update(track.id, track.anchor, t):
-            kind = "zone_enter" if inside else "zone_exit"
-            start = since if inside else self._entered_at(track.id, zone.name, since)
-            out.append(Event(kind, start, zone=zone.name, track_id=track.id, bbox=track.bbox,
-                             end_s=None if inside else since,
-                             priority=self.policy.priority(kind, t, zone.restricted),
-                             reason=f"track {track.id} {'entered' if inside else 'left'} {zone.name}"))
-            if inside:
-                self._entries[(track.id, zone.name)] = since
-        for zone, since in self.presence.inside(track.id):
-            key = (track.id, zone.name)
-            if zone.loiter_s and key not in self._loitered and t - since >= zone.loiter_s:
-                self._loitered.add(key)
-                out.append(Event("loitering", since + zone.loiter_s, zone=zone.name, track_id=track.id, bbox=track.bbox,
-                                 priority=self.policy.priority("loitering", t, zone.restricted),
-                                 reason=f"in {zone.name} for {t - since:.1f}s (limit {zone.loiter_s:g}s)"))
-        return out
+        if len(refs) != 1:
+            raise BadInputError(f"the surveillance agent takes one video file, stream URL or webcam index, "
+                                f"got {len(refs)}")
+        hints = self.request_hints(options)
+        extra = options.extra
+        zones = load_zones(str(extra["zones"]))
+        start = _parse_start(extra.get("start_time"))
+        duration = extra.get("duration")
+        if isinstance(duration, int | float) and duration <= 0:
+            raise BadInputError("duration must be a positive number of seconds")
+        describer = None
+        if extra.get("describe"):
+            if processor is None:
+                raise ConfigurationError("the surveillance agent needs a processor to describe alerts")
+            describer = AlertDescriber(
+                _OnLoop(processor, asyncio.get_running_loop()), allow_cloud=hints["mode"] is not Mode.LOCAL_ONLY,
+                sensitive=bool(hints["sensitive"]), threshold=processor.settings.confidence_threshold,
+                warn=options.say,
+            )
+        stop = threading.Event()
 
-    def _entered_at(self, track_id: int, zone: str, default: float) -> float:
-        return self._entries.pop((track_id, zone), default)
+        def stopped() -> bool:
+            return stop.is_set() or options.stopped()
 
-    def _end_track(self, track: Track) -> list[Event]:
-        out: list[Event] = []
-        for zone, _since in self.presence.forget(track.id):
-            start = self._entered_at(track.id, zone.name, track.first_s)
-            out.append(Event("zone_exit", start, zone=zone.name, track_id=track.id, end_s=track.last_s,
-                             bbox=track.bbox, priority=self.policy.priority("zone_exit", track.last_s, zone.restricted),
-                             reason=f"track {track.id} lost inside {zone.name}"))
-        self._announced.discard(track.id)
-        return out
+        watch = _Watch(refs[0], zones, AgentConfig(start=start), describer, options, stopped)
+        try:
+            output = await asyncio.to_thread(watch.run)
+        except asyncio.CancelledError:
+            stop.set()  # Ctrl-C or a cancelled job: the frame thread ends at its next frame
+            raise
+        return [ItemResult(self.name, refs[0], output=output)]
 
-    def _emit(self, raw: list[Event], frame: Frame | None) -> list[Event]:
-        out: list[Event] = []
-        for event in raw:
-            if not self.limiter.allow(event):
-                continue
-            record = IncidentRecord(event)
-            if frame is not None and len(self.records) < self.config.max_records:
-                record.thumbnail = thumbnail(frame.bgr(), event.bbox)
-                if self.describer is not None and event.type != "zone_exit":
-                    record.describe = self._describe(frame, event)
-            if len(self.records) < self.config.max_records:
-                self.records.append(record)
-            out.append(event)
-        return out
+    def render_event(self, event: dict[str, Any]) -> str:
+        e = event["event"]
+        where = f" in {e['zone']}" if e.get("zone") else ""
+        track = f" track {e['track_id']}" if e.get("track_id") is not None else ""
+        desc = f": {e['description']}" if e.get("description") else f" ({event.get('reason', '')})"
+        return f"[{e['start_s']:8.2f}s] {e['priority'].upper():8} {e['type']}{where}{track}{desc}"
 
-    def _describe(self, frame: Frame, event: Event) -> dict[str, Any] | None:
-        cv2 = require("cv2", "video", "alert descriptions")
-        ok, buf = cv2.imencode(".jpg", frame.bgr(), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if not ok or self.describer is None:
+    def render(self, output: dict[str, Any]) -> str:
+        lines = [self.render_event({"event": a, "reason": a.get("reason", "")}) for a in output["alerts"]]
+        st = output["stats"]
+        lines.append(f"{st['frames']} frames, {st['alerts']} alerts, {st['suppressed']} suppressed as duplicates")
+        return "\n".join(lines)
+
+
+class _OnLoop:
+    """The processor's synchronous face for the frame thread: each `run` is the processor's `arun` on
+    the caller's event loop (the describer is synchronous; the backends' clients belong to that loop)."""
+
+    def __init__(self, processor: HybridVLMProcessor, loop: asyncio.AbstractEventLoop) -> None:
+        self.processor, self.loop = processor, loop
+
+    def run(self, request: Request) -> Result:
+        return asyncio.run_coroutine_threadsafe(self.processor.arun(request), self.loop).result()
+
+
+class _Watch:
+    """One run in the worker thread: open the source, drive the engine, stream alerts, then report."""
+
+    def __init__(
+        self, ref: str, zones: ZoneConfig, config: AgentConfig, describer: AlertDescriber | None,
+        options: AgentOptions, stopped: Callable[[], bool],
+    ) -> None:
+        self.ref, self.zones, self.config, self.describer = ref, zones, config, describer
+        self.options, self.stopped = options, stopped
+
+    def run(self) -> dict[str, Any]:
+        from ..video.decode import VideoSource
+        from ..video.webhook import WebhookSink
+
+        extra, say = self.options.extra, self.options.say
+        reconnects = extra.get("reconnects")
+        # Opened eagerly: a bad file or a stream that never connects fails before any output.
+        source = VideoSource(self.ref, reconnect_attempts=max(0, reconnects if isinstance(reconnects, int) else 5))
+        if self.describer is None:
+            say("descriptions unavailable: run with --describe to describe alerts with a model")
+        engine = SurveillanceEngine(self.zones, self.config, self.describer)
+        webhook = extra.get("webhook")
+        sink = WebhookSink(webhook) if isinstance(webhook, str) else None
+        alerts: list[dict[str, Any]] = []
+        count = 0
+        try:
+            with source:
+                for event in engine.run(self._frames(source)):
+                    count += 1
+                    alert = event.to_dict()
+                    if len(alerts) < MAX_ALERTS:
+                        alerts.append({**alert, "reason": event.reason})
+                    self.options.event({"type": "event", "event": alert, "reason": event.reason, "done": engine.frames})
+                    if sink is not None:
+                        sink.send(alert)
+        finally:
+            if sink is not None:
+                sink.close()
+                say(f"webhook: {sink.stats.sent} sent, {sink.stats.failed} failed, {sink.stats.dropped} dropped")
+        for err in source.stats.errors[-3:]:
+            say(f"note: {err}")
+        say(f"{engine.frames} frames, {count} alerts, {engine.limiter.suppressed} suppressed as duplicates, "
+            f"{source.stats.dropped} frames dropped, {source.stats.reconnects} reconnects")
+        stats = {"frames": engine.frames, "alerts": count, "suppressed": engine.limiter.suppressed,
+                 "dropped": source.stats.dropped, "reconnects": source.stats.reconnects,
+                 "stream_errors": source.stats.errors[-10:],
+                 "descriptions": "on" if self.describer and self.describer.available else "unavailable"}
+        return {"alerts": alerts, "stats": stats, "report": self._report(engine, source, stats)}
+
+    def _frames(self, source: VideoSource) -> Iterator[Frame]:
+        duration = self.options.extra.get("duration")
+        for frame in source:
+            if (isinstance(duration, int | float) and frame.t_s > duration) or self.stopped():
+                return
+            yield frame
+
+    def _report(self, engine: SurveillanceEngine, source: VideoSource, stats: dict[str, Any]) -> dict[str, str] | None:
+        from ..video.report import ReportData, write_report
+
+        folder = self.options.extra.get("report")
+        if not isinstance(folder, str):
             return None
-        info = self.describer.describe(bytes(buf), event)
-        if info:
-            event.description = info["summary"]
-            event.details["analysis"] = info
-        return info
+        start = self.config.start or datetime.now()
+        data = ReportData(source=self.ref, started_at=start.isoformat(timespec="seconds"), duration_s=engine.last_t,
+                          records=engine.records, zones=self.zones.zones, still=engine.still, stats=stats)
+        paths = write_report(folder, data)
+        self.options.say(f"report written: {paths['html']}")
+        return {kind: str(path) for kind, path in paths.items()}
 
 
-def _union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
-    if not boxes:
-        return (0, 0, 0, 0)
-    x0 = min(b[0] for b in boxes)
-    y0 = min(b[1] for b in boxes)
-    x1 = max(b[0] + b[2] for b in boxes)
-    y1 = max(b[1] + b[3] for b in boxes)
-    return (x0, y0, x1 - x0, y1 - y0)
+def _parse_start(text: object) -> datetime:
+    if not isinstance(text, str):
+        return datetime.now()
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInputError(f"start time {text!r} is not an ISO date-time such as 2025-01-31T22:15:00") from None
+
+
+AGENT = SurveillanceAgent()
+
+__all__ = [
+    "AGENT",
+    "DESCRIBE_SCHEMA",
+    "AgentConfig",
+    "Alert",
+    "AlertDescriber",
+    "SurveillanceAgent",
+    "SurveillanceEngine",
+    "SurveillanceOutput",
+    "parse_description",
+]

@@ -1,10 +1,14 @@
-"""`agents list` / `agents show NAME` / `agents run NAME INPUT...`: the task agents.
+"""`agents list` / `agents show NAME` / `agents run NAME INPUT... [-- --option VALUE ...]`: the task agents.
+
+Every agent is found and run through the registry (`AgentRegistry.run`), the same way the `medical`
+and `surveil` commands and the HTTP API run them. An agent's own options (`option_specs`, data)
+become flags after `--`: `agents run surveillance cam.mp4 -- --zones z.yaml --describe`.
 
 Why results stream: a caption batch over a folder may run for hours, so each item is written the
 moment it is done (JSONL on stdout with `--json`, or to `--out FILE`), and failures are reported
-per item on stderr without stopping the rest. A single-input run that fails raises its error, so
-it reads like `ask`: one line, exit 2 for the user's mistakes, 1 otherwise. Agents that own a whole
-command (`medical`, `surveillance`) are forwarded to it: `agents run surveillance cam.mp4 -- --zones z.yaml`.
+per item on stderr without stopping the rest. A single-answer run that fails raises its error, so
+it reads like `ask`: one line, exit 2 for the user's mistakes, 1 otherwise. Progress events (the
+surveillance agent's alerts) go to stderr as they happen, unless `--quiet`.
 """
 
 from __future__ import annotations
@@ -15,10 +19,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import BadInputError
-from .common import add_json_flag, emit, info, print_json, settings_from_args
+from .common import ArgumentParser, add_json_flag, emit, info, print_json, settings_from_args
+
+if TYPE_CHECKING:
+    from ..agents.base import Agent, AgentOptions, ItemResult
+    from ..agents.options import OptionValue
+    from ..agents.registry import AgentRegistry
+    from ..config import Settings
+    from ..processor import HybridVLMProcessor
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp = agents_sub.add_parser("run", help="run an agent on files, folders or URLs")
     rp.add_argument("name", metavar="NAME")
     rp.add_argument("inputs", nargs="+", metavar="INPUT",
-                    help="files, folders or URLs (for medical/surveillance: their command's arguments, after --)")
+                    help="files, folders or URLs; then the agent's own options after --, e.g. -- --zones z.yaml")
     rp.add_argument("--out", metavar="FILE", help="write the results here as JSONL instead of stdout")
     rp.add_argument("--mode", help="local-only, cloud-only, auto (default), parallel, fallback")
     rp.add_argument("--model", help="model name for the backend that answers")
@@ -67,7 +78,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _registry(args: argparse.Namespace) -> Any:
+def _registry(args: argparse.Namespace) -> tuple[Settings, AgentRegistry]:
     from ..agents.registry import load_registry
 
     settings = settings_from_args(args, cache_enabled=False if getattr(args, "no_cache", False) else None)
@@ -92,9 +103,7 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     _settings, registry = _registry(args)
     agent = registry.get(args.name)
-    data = agent.describe()
-    if hasattr(agent, "output_schema"):
-        data["output_schema"] = agent.output_schema()
+    data = {**agent.describe(), "output_schema": agent.output_schema()}
     emit(args, data, json.dumps(data, indent=2, ensure_ascii=False))
     return 0
 
@@ -109,7 +118,22 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def options_from_args(args: argparse.Namespace) -> Any:
+def agent_arguments(agent: Agent, tokens: list[str]) -> tuple[list[str], dict[str, OptionValue]]:
+    """Split `agents run` INPUTs into input references and the agent's own options (the flags after
+    `--`, derived from its `option_specs`; the agent checks their values)."""
+    parser = ArgumentParser(prog=f"fastvlm-hybrid agents run {agent.name}", add_help=False)
+    parser.add_argument("refs", nargs="*")
+    for spec in agent.option_specs:
+        if spec.type == "boolean":
+            parser.add_argument(spec.flag, dest=spec.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            parser.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar or spec.name.upper())
+    parsed = parser.parse_args(tokens)
+    raw = {spec.name: getattr(parsed, spec.name) for spec in agent.option_specs}
+    return parsed.refs, {k: v for k, v in raw.items() if v is not None}
+
+
+def options_from_args(args: argparse.Namespace) -> AgentOptions:
     from ..agents.base import AgentOptions
     from ..types import Domain, Latency, Mode
 
@@ -137,31 +161,14 @@ def options_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-#: `agents run` flags that mean nothing to a command agent (flag -> argparse dest)
-_RUN_FLAGS = {
-    "--out": "out", "--mode": "mode", "--model": "model", "--domain": "domain", "--latency": "latency",
-    "--sensitive/--not-sensitive": "sensitive", "--param": "param", "--concurrency": "concurrency",
-    "--max-frames": "max_frames", "--max-tokens": "max_tokens", "--sidecar": "sidecar", "--overwrite": "overwrite",
-    "--no-cache": "no_cache",
-}
-
-
 def _run(args: argparse.Namespace) -> int:
-    from ..agents.registry import CommandAgent
-
     settings, registry = _registry(args)
     agent = registry.get(args.name)
-    if isinstance(agent, CommandAgent):
-        given = [flag for flag, value in _RUN_FLAGS.items() if getattr(args, value) not in (None, False, [])]
-        if given:
-            raise BadInputError(
-                f"{given[0]} is not forwarded to the {agent.name} agent; put its own flags after --: "
-                f"fastvlm-hybrid {agent.usage}"
-            )
-        return agent.run_cli(args.inputs, json_output=args.json, config=getattr(args, "config", None))
+    refs, raw = agent_arguments(agent, args.inputs)
     if args.sidecar and agent.name != "caption":
         raise BadInputError("--sidecar only applies to the caption agent")
     options = options_from_args(args)
+    options.extra = agent.parse_options(raw)
     out_path = Path(args.out) if args.out else None
     sink: IO[str] | None = None
     if out_path is not None:
@@ -169,8 +176,13 @@ def _run(args: argparse.Namespace) -> int:
         sink = open(out_path, "w", encoding="utf-8")  # closed in the finally below
     writer = _Writer(args, agent, sink)
     options.on_item = writer.write
+    options.on_event = writer.event
+
+    def build(for_agent: Agent) -> HybridVLMProcessor:
+        return make_processor(for_agent.settings_for(settings))
+
     try:
-        items = asyncio.run(_execute(agent, settings, args.inputs, options))
+        items = asyncio.run(registry.run(agent.name, refs, options, make_processor=build))
     finally:
         if sink is not None:
             sink.flush()
@@ -192,29 +204,25 @@ def _run(args: argparse.Namespace) -> int:
     return 2 if codes == {2} else 1
 
 
-def make_processor(settings: Any) -> Any:
+def make_processor(settings: Settings) -> HybridVLMProcessor:
     """The processor agents run on (tests replace this to plug in fake backends)."""
     from ..processor import HybridVLMProcessor
 
     return HybridVLMProcessor(settings)
 
 
-async def _execute(agent: Any, settings: Any, inputs: list[str], options: Any) -> list[Any]:
-    processor = make_processor(settings)
-    try:
-        return list(await agent.arun(processor, inputs, options))
-    finally:
-        await processor.aclose()  # on this loop: async clients must not outlive it
-
-
 class _Writer:
     """Writes each item once, as soon as it is known: JSONL (stdout or --out) or rendered text."""
 
-    def __init__(self, args: argparse.Namespace, agent: Any, sink: IO[str] | None) -> None:
+    def __init__(self, args: argparse.Namespace, agent: Agent, sink: IO[str] | None) -> None:
         self.args, self.agent, self.sink = args, agent, sink
         self.seen: set[int] = set()
 
-    def write(self, item: Any) -> None:
+    def event(self, data: dict[str, Any]) -> None:
+        if not self.args.quiet:
+            info(self.agent.render_event(data))
+
+    def write(self, item: ItemResult) -> None:
         if id(item) in self.seen or (not item.ok and not self.agent.per_input):
             return  # a single answer's failure is raised by the caller instead
         self.seen.add(id(item))
@@ -233,7 +241,7 @@ class _Writer:
                 info(_explain(item))
 
 
-def _explain(item: Any) -> str:
+def _explain(item: ItemResult) -> str:
     res = item.result
     parts = [res.backend, res.model, f"{res.latency_ms:.0f} ms"]
     if res.cached:
@@ -243,4 +251,4 @@ def _explain(item: Any) -> str:
     return f"[{' · '.join(parts)}]"
 
 
-__all__ = ["options_from_args", "parse_params", "register"]
+__all__ = ["agent_arguments", "options_from_args", "parse_params", "register"]

@@ -1,18 +1,22 @@
 """`medical FILE_OR_DIR`: the medical imaging agent. One de-identified draft report per study.
 
-The command drops any Gemini key from the settings it hands the processor, so even a router bug
-could not authenticate a cloud call; `--mode cloud-only` is refused before any file is read.
+The command runs the registry's `medical` agent like `agents run medical` does, printing the bare
+reports (`--json`: one report object per line). The processor it builds has no Gemini key
+(`MedicalAgent.settings_for`), so even a router bug could not authenticate a cloud call;
+`--mode cloud-only` is refused before any file is read. `--model` names the local model here.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import BadInputError
 from .common import add_json_flag, info, print_json, settings_from_args
+
+if TYPE_CHECKING:
+    from ..agents.base import Agent, ItemResult
+    from ..processor import HybridVLMProcessor
 
 
 def register(sub: Any) -> None:
@@ -34,77 +38,44 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=run_medical)
 
 
-def _modality(value: str | None) -> str | None:
-    if value is None:
-        return None
-    from ..medical.ingest import IMAGE_MODALITIES
-
-    code = value.strip().upper()
-    if code not in IMAGE_MODALITIES:
-        raise BadInputError(f"unknown modality {value!r}; choose one of: {', '.join(IMAGE_MODALITIES)}")
-    return code
-
-
 def run_medical(args: argparse.Namespace) -> int:
-    from ..agents.medical import MedicalAgent, check_mode
+    from ..agents.base import AgentOptions
+    from ..agents.registry import load_registry
+    from ..types import Mode
 
-    mode = check_mode(args.mode)  # cloud-only -> exit 2 before anything is read
-    modality = _modality(args.modality)
-    source = Path(args.source).expanduser()
-    from ..medical.ingest import scan as scan_source
-
-    scan = scan_source(source, modality)  # bad input fails here, before any model is built
+    registry = load_registry(user_recipes=False)
+    agent = registry.get("medical")
+    options = AgentOptions(
+        mode=Mode.parse(args.mode) if args.mode else None,
+        extra=agent.parse_options({"modality": args.modality, "report": args.report}),
+        warn=info,
+    )
+    agent.check_options(options)  # cloud-only and a bad modality: exit 2 before any setting is read
     settings = settings_from_args(args, local_model=args.model)
-    # Belt and braces: the processor this command builds cannot authenticate to Gemini at all.
-    settings = settings.model_copy(update={"gemini_api_key": None})
 
-    async def _main() -> Any:
+    def build(for_agent: Agent) -> HybridVLMProcessor:
         from ..processor import HybridVLMProcessor
 
-        processor = HybridVLMProcessor(settings)
-        try:
-            agent = MedicalAgent(processor, report_dir=args.report, mode=mode)
-            return await agent.aread_scan(scan)
-        finally:
-            await processor.aclose()
+        return HybridVLMProcessor(for_agent.settings_for(settings))
 
-    info(f"{len(scan.studies)} stud{'y' if len(scan.studies) == 1 else 'ies'} to read, on this machine only")
-    run = asyncio.run(_main())
-    for skipped in run.skipped:
-        where = skipped.path.relative_to(source) if source.is_dir() else skipped.path.name
-        info(f"skipped {where}: {skipped.reason}")
-    for failure in run.failed:
-        info(f"study {failure.study} failed: {failure.error}")
-    for report in run.reports:
+    def show(item: ItemResult) -> None:
+        assert item.output is not None  # only reports are streamed
         if args.json:
-            print_json(report)
+            print_json(item.output)
         else:
-            print(_human(report))
+            print(_human(item.output), flush=True)
+
+    options.on_item = show
+    items = asyncio.run(registry.run("medical", [args.source], options, make_processor=build))
+    for failed in (i for i in items if not i.ok):
+        info(f"study {failed.input} failed: {failed.error}")
     if args.report:
         info(f"reports written under {args.report}")
     return 0
 
 
 def _human(report: dict[str, Any]) -> str:
-    """The terminal view of one report. An indeterminate study prints its reason and no findings, so
-    the line can never be mistaken for a normal read; notes (e.g. burned-in text) are printed too."""
-    from ..medical.report import UNREAD, severity_of
+    """The terminal view of one report (`MedicalAgent.render`; imported here lazily, so `--help` stays fast)."""
+    from ..agents.medical import render_report
 
-    severity, reason = severity_of(report)
-    part = f" {report['body_part'].lower()}" if report["body_part"] else ""
-    lines = [f"Study {report['study']} ({report['modality']}{part}): severity {severity}"]
-    if reason:
-        lines[0] += f": {reason}"
-        lines.append(f"  No findings recorded: {UNREAD}.")
-    for f in [] if reason else report["findings"]:
-        mark = "-" if f.get("present", True) else "- not seen:"
-        tag = f" [ACR {f['category']}: {f['rule']}]" if f.get("category") else ""
-        lines.append(f"  {mark} {f['text']}{tag}")
-    if report["impression"] and not reason:
-        lines.append(f"  Impression: {report['impression']}")
-    for n in report["notifications"]:
-        lines.append(f"  CRITICAL: {n['finding']} - communicate within {n['communicate_within']}")
-    for note in report.get("notes") or []:
-        lines.append(f"  Note: {note}")
-    lines.append(f"  ({report['backend']}, audit {report['audit_id']}) {report['disclaimer']}")
-    return "\n".join(lines)
+    return render_report(report)

@@ -1,14 +1,15 @@
-"""`video` (answers over time) and `surveil` (the surveillance agent).
+"""`video` (answers over time) and `surveil` (the surveillance agent, run through the registry).
 
 Heavy modules (PyAV, OpenCV, numpy, the processor) are imported inside the handlers, so
 `fastvlm-hybrid --help` stays fast and a missing `video` extra fails with one line naming it.
+`surveil` prints each alert as it happens (`--json`: the alert object, one per line); it builds a
+processor only with `--describe`, the one option that calls a model.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 from typing import Any
 
 from ..errors import BadInputError
@@ -131,69 +132,26 @@ class _FrameCap:
 
 
 def _surveil(args: argparse.Namespace) -> int:
-    from ..agents.surveillance import AgentConfig, AlertDescriber, SurveillanceAgent
-    from ..video.report import ReportData, write_report
-    from ..video.webhook import WebhookSink
-    from ..video.zones import load_zones
+    import asyncio
 
-    zones = load_zones(args.zones)
-    start = _parse_start(args.start_time)
+    from ..agents.base import AgentOptions
+    from ..agents.registry import load_registry
+
+    registry = load_registry(user_recipes=False)
+    agent = registry.get("surveillance")
+    raw = {"zones": args.zones, "report": args.report, "describe": args.describe, "webhook": args.webhook,
+           "start_time": args.start_time, "duration": args.duration, "reconnects": args.reconnects}
+
+    def show(event: dict[str, Any]) -> None:
+        if args.json:
+            print_json(event["event"])
+        else:
+            sys.stdout.write(agent.render_event(event) + "\n")
+            sys.stdout.flush()
+
     hints = _hints(args)
-    source = _open(args)
-    processor = None
-    describer = None
-    if args.describe:
-        processor = make_processor(args)
-        cloud_ok = hints["mode"] is None or hints["mode"].value not in ("local-only",)
-        describer = AlertDescriber(processor, allow_cloud=cloud_ok, sensitive=bool(args.sensitive),
-                                   threshold=processor.settings.confidence_threshold, warn=info)
-    else:
-        info("descriptions unavailable: run with --describe to describe alerts with a model")
-    agent = SurveillanceAgent(zones, AgentConfig(start=start), describer)
-    sink = WebhookSink(args.webhook) if args.webhook else None
-    count = 0
-    try:
-        with source:
-            for event in agent.run(_until(source, args.duration)):
-                count += 1
-                alert = event.to_dict()
-                if args.json:
-                    print_json(alert)
-                else:
-                    where = f" in {event.zone}" if event.zone else ""
-                    track = f" track {event.track_id}" if event.track_id is not None else ""
-                    desc = f": {event.description}" if event.description else f" ({event.reason})"
-                    sys.stdout.write(f"[{event.start_s:8.2f}s] {event.priority.upper():8} {event.type}{where}"
-                                     f"{track}{desc}\n")
-                    sys.stdout.flush()
-                if sink is not None:
-                    sink.send(alert)
-    finally:
-        if sink is not None:
-            sink.close()
-            info(f"webhook: {sink.stats.sent} sent, {sink.stats.failed} failed, {sink.stats.dropped} dropped")
-        if processor is not None:
-            processor.close()
-    for err in source.stats.errors[-3:]:
-        info(f"note: {err}")
-    info(f"{agent.frames} frames, {count} alerts, {agent.limiter.suppressed} suppressed as duplicates, "
-         f"{source.stats.dropped} frames dropped, {source.stats.reconnects} reconnects")
-    if args.report:
-        data = ReportData(source=args.source, started_at=(start or datetime.now()).isoformat(timespec="seconds"),
-                          duration_s=agent.last_t, records=agent.records, zones=zones.zones, still=agent.still,
-                          stats={"frames": agent.frames, "alerts": count, "suppressed": agent.limiter.suppressed,
-                                 "dropped": source.stats.dropped, "reconnects": source.stats.reconnects,
-                                 "stream_errors": source.stats.errors[-10:],
-                                 "descriptions": "on" if describer and describer.available else "unavailable"})
-        paths = write_report(args.report, data)
-        info(f"report written: {paths['html']}")
+    options = AgentOptions(mode=hints["mode"], domain=hints["domain"], sensitive=hints["sensitive"],
+                           extra=agent.parse_options({k: v for k, v in raw.items() if v is not None}),
+                           warn=info, on_event=show)
+    asyncio.run(registry.run("surveillance", [args.source], options, make_processor=lambda _a: make_processor(args)))
     return 0
-
-
-def _parse_start(text: str | None) -> datetime | None:
-    if text is None:
-        return datetime.now()
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        raise BadInputError(f"--start-time {text!r} is not an ISO date-time such as 2025-01-31T22:15:00") from None
