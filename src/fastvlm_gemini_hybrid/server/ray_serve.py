@@ -160,8 +160,6 @@ def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -
     import sys
     import time
 
-    from ..cli.common import info
-
     # "local" explicitly: a bare ray.init() would also join a cluster left by `ray start`, and
     # shutting Serve down there at exit would stop other people's applications.
     address = os.environ.get("RAY_ADDRESS") or "local"
@@ -186,7 +184,9 @@ def serve_with_ray(settings: Settings, *, host: str, port: int, replicas: int) -
             serve.start(http_options={"host": host, "port": port})
             serve.run(build_deployment(settings, replicas, metrics_dir=metrics_dir), name=APP_NAME, route_prefix="/")
             noun = "replica" if replicas == 1 else "replicas"
-            info(f"fastvlm-hybrid serving {replicas} Ray Serve {noun} on http://{host}:{port}/ (Ctrl-C to stop)")
+            # stderr, as every status line of the CLI that calls this (the server does not import the CLI)
+            print(f"fastvlm-hybrid serving {replicas} Ray Serve {noun} on http://{host}:{port}/ (Ctrl-C to stop)",
+                  file=sys.stderr, flush=True)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
