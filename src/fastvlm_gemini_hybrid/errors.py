@@ -18,7 +18,11 @@ HybridError                          exit  fallback?
 │   ├── BackendTimeoutError            1    yes
 │   ├── ServerError                    1    yes     (5xx, dropped connection)
 │   ├── InvalidResponseError           1    yes     (unparseable answer)
+│   │   └── InvalidJSONOutputError     1    —       (asked-for JSON invalid twice: raised after the
+│   │                                                    processor answered, by the OpenAI API)
 │   └── BackendRejectedError           2    never   (400/403/404: the backend refused this input)
+│       └── InputNotSupportedError     2    yes     (this model cannot take this input: images, video,
+│                                                    its size or length, its content policy; another may)
 ├── AllBackendsFailedError             1    —       (every allowed backend failed; `.attempts`)
 └── WorkCancelledError                 1    never   (a batch or job was stopped before this item began)
 ```
@@ -156,9 +160,25 @@ class InvalidResponseError(BackendError):
     code = "invalid_response"
 
 
+class InvalidJSONOutputError(InvalidResponseError):
+    """The answer was not the JSON the client asked for (`response_format`), even after one corrective retry.
+
+    HTTP 502 `invalid_json_output`: the request was fine, the model's answer was not."""
+
+    code = "invalid_json_output"
+
+
 class BackendRejectedError(BackendError):
     exit_code = 2
     code = "backend_rejected"
+
+
+class InputNotSupportedError(BackendRejectedError):
+    """The backend's model cannot take this input (no image input, too many or too large pictures, past
+    its context, against its content policy): the request is fine, so another backend may answer it."""
+
+    fallback_allowed = True
+    code = "input_not_supported"
 
 
 class AllBackendsFailedError(HybridError):

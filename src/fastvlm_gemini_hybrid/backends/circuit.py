@@ -15,13 +15,14 @@ about the service's health. The clock is injectable so tests need not sleep.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from enum import Enum
 
-from ..errors import BackendUnavailableError, HybridError, fallback_allowed
+from ..errors import BackendUnavailableError, HybridError, InputNotSupportedError, fallback_allowed
 
 
 class CircuitState(str, Enum):
@@ -111,7 +112,9 @@ class CircuitBreaker:
     def record_failure(self, error: BaseException, *, open_for_s: float | None = None) -> None:
         """Count `error`. Non-transient errors only end a half-open probe (as a success of the
         transport: the service answered). `open_for_s` opens the circuit at once for that long."""
-        transient = fallback_allowed(error) or not isinstance(error, HybridError)
+        transient = (fallback_allowed(error) and not isinstance(error, InputNotSupportedError)) or (
+        not isinstance(error, HybridError)
+    )
         with self._lock:
             was_probe = self._current() is CircuitState.HALF_OPEN
             self._probe_in_flight = False
@@ -152,8 +155,9 @@ def error_for_status(
     """Map an HTTP status from a model service to the package's error tree.
 
     401 -> ConfigurationError (the key is wrong: fix the settings); 429 -> RateLimitedError;
-    408/504 -> BackendTimeoutError; other 5xx -> ServerError (all fallback-eligible); other 4xx
-    (400, 403, 404, 413, ...) -> BackendRejectedError (this input was refused; never retried).
+    408/504 -> BackendTimeoutError; other 5xx -> ServerError (all fallback-eligible); 413, or a 4xx whose
+    message says the model cannot take this input (`unsupported_input`) -> InputNotSupportedError
+    (another backend may take it); other 4xx (400, 403, 404, ...) -> BackendRejectedError (never retried).
     """
     from ..errors import (
         BackendRejectedError,
@@ -179,7 +183,37 @@ def error_for_status(
         return BackendTimeoutError(text, backend)
     if status >= 500:
         return ServerError(text, backend)
+    if status == 413 or (status in (400, 403, 404, 415, 422) and unsupported_input(message)):
+        return InputNotSupportedError(text, backend)
     return BackendRejectedError(text, backend)
+
+
+# What model servers say when a model cannot take an input (vLLM, Ollama, llama.cpp, OpenAI, Gemini,
+# LiteLLM's proxies): capability, size, length and content policy. Matched on the lower-cased message.
+_UNSUPPORTED = re.compile(
+    r"(does not|doesn't|do not|cannot|can't|can not)( currently)? (support|accept|take|handle|process)"
+    r"[^.]{0,40}\b(image|images|vision|video|audio|multimodal|multi-modal|input|media|mime)"
+    r"|\b(image|images|vision|video|audio|multimodal|multi-modal)( input)?s? (is|are) not (supported|enabled|allowed)"
+    r"|not a (multimodal|multi-modal|vision)"
+    r"|unsupported (image|media|mime|content|file|input)"
+    r"|invalid (image|mime)"
+    r"|too many (images|image|frames|tokens)"
+    r"|(image|images|file|payload|request|input|video) (is |are )?too (large|big|long)"
+    r"|(maximum|max) (context|input|prompt)[^.]{0,30}(length|tokens|size)"
+    r"|context (length|window)[^.]{0,30}(exceed|too)"
+    r"|exceeds? the (context|maximum|max)"
+    r"|at most \d+ (image|video|audio)"
+    r"|missing data required for (image|video|audio)"
+    r"|only supported by (certain|some) models"
+    r"|unable to process (the )?input (image|video|audio|file)"
+    r"|content[ _-]?(policy|filter|management)"
+    r"|safety (system|filter|policy)"
+)
+
+
+def unsupported_input(message: str) -> bool:
+    """Whether a 4xx message says this model cannot take this input (not that the request is malformed)."""
+    return bool(_UNSUPPORTED.search(message.lower()))
 
 
 def transport_error(exc: BaseException, backend: str, timeout_s: float | None = None) -> HybridError | None:
