@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from .errors import BadInputError, UnsupportedMediaError
 
@@ -244,6 +244,10 @@ class GenerationOptions:
     seed: int | None = None
     system: str | None = None
     json_schema: dict[str, Any] | None = None
+    #: where the answer ends (OpenAI's `stop`): it is cut before the first of these, which never appears in it
+    stop: tuple[str, ...] = ()
+    #: stop sequences per request, as OpenAI allows (not a field)
+    MAX_STOP: ClassVar[int] = 4
 
     def __post_init__(self) -> None:
         # One place for every face (CLI, HTTP, OpenAI API, agents): a NaN or a negative count must be a
@@ -259,6 +263,12 @@ class GenerationOptions:
                 raise BadInputError(f"{name} must lie in {'(' if low_open else '['}{low:g}, {high:g}], got {value:g}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise BadInputError(f"seed must be a whole number, got {self.seed!r}")
+        if isinstance(self.stop, list):  # a list from JSON or YAML is the same sequences; kept hashable
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if not isinstance(self.stop, tuple) or not all(isinstance(s, str) and s for s in self.stop):
+            raise BadInputError(f"stop must be a list of non-empty strings, got {self.stop!r}")
+        if len(self.stop) > self.MAX_STOP:
+            raise BadInputError(f"stop takes at most {self.MAX_STOP} sequences, got {len(self.stop)}")
 
     def key(self) -> dict[str, Any]:
         return asdict(self)

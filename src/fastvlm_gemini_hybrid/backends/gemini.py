@@ -184,9 +184,14 @@ class GeminiBackend(Backend):
             config["seed"] = opts.seed
         if opts.system:
             config["system_instruction"] = opts.system
+        if opts.stop:
+            config["stop_sequences"] = list(opts.stop)  # Gemini stops itself: fewer tokens paid for
         if opts.json_schema:
             config["response_mime_type"] = "application/json"
-            config["response_json_schema"] = opts.json_schema
+            if opts.json_schema != {"type": "object"}:
+                # The bare object schema is OpenAI's json_object mode: JSON output says it all, and Gemini
+                # refuses an object schema without properties.
+                config["response_json_schema"] = opts.json_schema
         return types.GenerateContentConfig(**config)
 
     async def _contents(self, request: Request, client: genai.Client, uploaded: list[str]) -> list[Any]:

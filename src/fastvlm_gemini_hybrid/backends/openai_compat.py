@@ -145,7 +145,12 @@ class OpenAICompatBackend(Backend):
             body["stream_options"] = {"include_usage": True}
         if opts.seed is not None:
             body["seed"] = opts.seed
-        if opts.json_schema:
+        if opts.stop:
+            body["stop"] = list(opts.stop)  # the server stops itself; Guarded cuts the answer for any that does not
+        if opts.json_schema == {"type": "object"}:
+            # OpenAI's json_object mode, which more servers (vLLM, Ollama, llama.cpp) know than a bare schema
+            body["response_format"] = {"type": "json_object"}
+        elif opts.json_schema:
             body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": "response", "schema": opts.json_schema, "strict": True},

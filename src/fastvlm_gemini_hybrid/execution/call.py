@@ -98,14 +98,18 @@ class Guarded(Backend):
                 raise
             raise failure from (None if _is_timeout(exc) else exc)
         self._succeeded(gen, "call", start)
-        return replace(gen, backend=self.name)
+        return replace(cut_at_stop(gen, request.options.stop), backend=self.name)
 
     async def stream_answer(self, request: Request) -> AsyncIterator[str | Generation]:
-        """Pieces as they come, then the whole answer; the whole stream must end within the timeout."""
+        """Pieces as they come, then the whole answer; the whole stream must end within the timeout.
+
+        With stop sequences, text that could be the start of one is held back until the next piece says
+        whether it is; the first complete one ends the answer and closes the backend's stream."""
         request = await self.prepare(request)
         start = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         pieces: list[str] = []
+        watch = StopWatch(request.options.stop)
         iterator = self.inner.stream(request).__aiter__()
         try:
             while True:
@@ -119,12 +123,21 @@ class Guarded(Backend):
                     if failure is exc:
                         raise
                     raise failure from (None if _is_timeout(exc) else exc)
-                pieces.append(piece)
-                yield piece
+                safe = watch.feed(piece)
+                if safe or not watch.stop:  # without stop sequences every piece goes on, empty ones too
+                    pieces.append(safe)
+                    yield safe
+                if watch.stopped:
+                    break  # the `finally` closes the backend's stream: no more tokens are paid for
+            rest = watch.flush()
+            if rest:
+                pieces.append(rest)
+                yield rest
         finally:
             with contextlib.suppress(Exception):
                 await iterator.aclose()  # type: ignore[attr-defined]
-        gen = Generation(text="".join(pieces), model=request.model or self.inner.default_model, backend=self.name)
+        gen = Generation(text="".join(pieces), model=request.model or self.inner.default_model, backend=self.name,
+                         finish_reason="stop" if watch.stopped else None)
         self._succeeded(gen, "stream", start)
         yield gen
 
@@ -193,8 +206,59 @@ def adapt(backend: Backend, request: Request) -> Request:
     return request
 
 
+def cut_at_stop(gen: Generation, stop: tuple[str, ...]) -> Generation:
+    """`gen` ending before the first of the stop sequences it contains (finish reason "stop"), else as is.
+
+    Every backend's whole answer passes here, so `stop` holds for the ones that cannot stop natively too
+    (FastVLM, MLX); a safety block's explanation is ours, not the model's, and is left whole."""
+    if not stop or gen.blocked:
+        return gen
+    at = first_stop(gen.text, stop)
+    return gen if at is None else replace(gen, text=gen.text[:at], finish_reason="stop")
+
+
+def first_stop(text: str, stop: tuple[str, ...]) -> int | None:
+    """Where the earliest stop sequence in `text` begins, or None."""
+    found = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(found) if found else None
+
+
+class StopWatch:
+    """Stop sequences over a stream: `feed` each piece and send what it returns, `flush` at the end.
+
+    A piece's tail that could begin a stop sequence (at most the longest one less a character) is held
+    back, so no part of a stop sequence is ever sent, even one split across pieces; once a whole one has
+    arrived, `stopped` is set and the text before it is the last to go out."""
+
+    def __init__(self, stop: tuple[str, ...]) -> None:
+        self.stop = stop
+        self.longest = max((len(s) for s in stop), default=0)
+        self.held = ""
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        if not self.stop:
+            return piece
+        if self.stopped:
+            return ""
+        text = self.held + piece
+        at = first_stop(text, self.stop)
+        if at is not None:
+            self.stopped, self.held = True, ""
+            return text[:at]
+        keep = next((k for k in range(min(len(text), self.longest - 1), 0, -1)
+                     if any(s.startswith(text[-k:]) for s in self.stop)), 0)
+        self.held = text[len(text) - keep:] if keep else ""
+        return text[: len(text) - keep]
+
+    def flush(self) -> str:
+        """What was held back when the stream ended without completing a stop sequence."""
+        rest, self.held = self.held, ""
+        return rest
+
+
 def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.TimeoutError, TimeoutError))
 
 
-__all__ = ["Guarded", "Settled", "adapt"]
+__all__ = ["Guarded", "Settled", "StopWatch", "adapt", "cut_at_stop", "first_stop"]

@@ -32,7 +32,7 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.responses import JSONResponse
 
-    from . import agents_api, api, jobs, openai_api, ui
+    from . import agents_api, api, jobs, openai_api, openai_responses, ui
 
     settings = settings or (processor.settings if processor is not None else load_settings())
     owns = processor is None
@@ -84,6 +84,7 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
 
     app.include_router(api.router)
     app.include_router(openai_api.router)
+    app.include_router(openai_responses.router)
     app.include_router(jobs.router)
     app.include_router(agents_api.router)
     ui.mount(app, state)
