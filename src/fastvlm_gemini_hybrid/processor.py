@@ -182,9 +182,15 @@ class HybridVLMProcessor:
 
     def run(self, request: Request, *, return_all: bool = False) -> Result:
         """Synchronous `arun`, on the processor's private loop (safe inside a running loop too)."""
+        return self.loop_thread.run(self.arun(request, return_all=return_all))
+
+    @property
+    def loop_thread(self) -> LoopThread:
+        """The processor's private event loop, for synchronous callers (`run`, the `llm` plugin): the
+        backends' clients belong to the loop they were made on, so every sync call goes through this one."""
         if self._loop_thread is None:
             self._loop_thread = LoopThread()
-        return self._loop_thread.run(self.arun(request, return_all=return_all))
+        return self._loop_thread
 
     def process(self, media: MediaInput | Sequence[MediaInput] | None, prompt: str, **hints: Any) -> dict[str, Any]:
         """The seed's API: `process("image.jpg", "Describe this")["response"]`.
