@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cloud.fake_gemini import FakeGeminiServer
-from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
+from fakes import fake_backends as _fake_backends
+from fakes import make_processor
+from fastvlm_gemini_hybrid.backends.base import Backend
 from fastvlm_gemini_hybrid.config import Settings, load_settings
+from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
+from synth_media import picture, picture_file
 
 
 @pytest.fixture(autouse=True)
@@ -51,42 +53,35 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(home=tmp_path / "home")
 
 
-def _png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (64, 48)) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture
 def png_bytes() -> bytes:
-    return _png()
+    """A plain 64x48 red PNG (tests/synth_media.py's `picture()` defaults)."""
+    return picture()
 
 
 @pytest.fixture
 def image_file(tmp_path: Path) -> Path:
-    path = tmp_path / "photo.png"
-    path.write_bytes(_png())
-    return path
+    """That PNG as tmp_path/photo.png."""
+    return picture_file(tmp_path, "photo.png")
 
 
 @pytest.fixture
 def make_image() -> Callable[..., bytes]:
-    return _png
+    """`picture(color, size, fmt, ...)` from tests/synth_media.py: encoded picture bytes."""
+    return picture
 
 
 @pytest.fixture
-def fake_backends() -> Callable[..., dict[str, FunctionBackend]]:
-    """Factory: a local and a cloud FunctionBackend answering with their own names."""
+def processor_factory() -> Callable[..., HybridVLMProcessor]:
+    """`make_processor(settings, local=..., cloud=..., *, local_kw, cloud_kw, backends, **processor_kw)`
+    from tests/fakes.py: a HybridVLMProcessor over FunctionBackends (see that module for every option)."""
+    return make_processor
 
-    def make(local: Any = "local answer", cloud: Any = "cloud answer", **kw: Any) -> dict[str, FunctionBackend]:
-        return {
-            "fastvlm": FunctionBackend("fastvlm", local, kind="local", **kw.get("local_kw", {})),
-            "gemini": FunctionBackend("gemini", cloud, kind="cloud", **kw.get("cloud_kw", {})),
-        }
 
-    return make
+@pytest.fixture
+def fake_backends() -> Callable[..., dict[str, Backend]]:
+    """Factory: the local ("fastvlm") and cloud ("gemini") FunctionBackends `processor_factory` builds."""
+    return _fake_backends
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -11,6 +10,7 @@ import pytest
 from fastvlm_gemini_hybrid.backends.gemini import GeminiBackend
 from fastvlm_gemini_hybrid.backends.openai_compat import OpenAICompatBackend
 from fastvlm_gemini_hybrid.config import Settings, load_settings
+from synth_media import picture
 
 from .fake_gemini import FakeGeminiServer
 from .fake_openai import FakeOpenAIServer
@@ -75,7 +75,6 @@ def jpeg_with_gps(size: tuple[int, int] = (64, 48), orientation: int | None = No
     """A JPEG carrying camera EXIF, a GPS position, XMP and a comment (all must be stripped)."""
     from PIL import Image
 
-    image = Image.new("RGB", size, (30, 140, 220))
     exif = Image.Exif()
     exif[0x010F] = "SecretCamCorp"  # Make
     exif[0x0131] = "SecretSoftware"  # Software
@@ -83,7 +82,6 @@ def jpeg_with_gps(size: tuple[int, int] = (64, 48), orientation: int | None = No
         exif[0x0112] = orientation
     gps = exif.get_ifd(0x8825)
     gps.update({1: "N", 2: (51.0, 30.0, 12.5), 3: "W", 4: (0.0, 7.0, 39.0)})
-    buf = io.BytesIO()
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><exif:GPSLatitude>51,30N</exif:GPSLatitude></x:xmpmeta>'
-    image.save(buf, format="JPEG", exif=exif, xmp=xmp, comment=b"home address: 1 Secret Lane", quality=90)
-    return buf.getvalue()
+    return picture((30, 140, 220), size, "jpeg", exif=exif, xmp=xmp, comment=b"home address: 1 Secret Lane",
+                   quality=90)

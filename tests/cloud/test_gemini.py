@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import logging
@@ -32,15 +33,12 @@ from fastvlm_gemini_hybrid.errors import (
     ServerError,
 )
 from fastvlm_gemini_hybrid.types import Attachment, GenerationOptions, Request
+from synth_media import picture_attachment
 
 from .conftest import FakeClock, jpeg_with_gps
 from .fake_gemini import FakeGeminiServer, b64decode_any, pick
 
-
-def _png(color: tuple[int, int, int]) -> Attachment:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), color).save(buf, format="PNG")
-    return Attachment.from_bytes(buf.getvalue(), name="x.png")
+_png = functools.partial(picture_attachment, "x.png", size=(8, 8))  # _png(color=...): an 8x8 PNG attachment
 
 
 def _video(size: int) -> Attachment:
@@ -64,7 +62,7 @@ async def test_text_prompt(gemini: GeminiBackend, fake_gemini: FakeGeminiServer)
 
 
 async def test_image_inline_then_prompt(gemini: GeminiBackend, fake_gemini: FakeGeminiServer) -> None:
-    att = _png((255, 0, 0))
+    att = _png(color=(255, 0, 0))
     await gemini.generate(Request("Describe", attachments=(att,)))
     parts = _parts(fake_gemini)
     inline = pick(parts[0], "inlineData")
@@ -75,7 +73,7 @@ async def test_image_inline_then_prompt(gemini: GeminiBackend, fake_gemini: Fake
 
 
 async def test_multi_image(gemini: GeminiBackend, fake_gemini: FakeGeminiServer) -> None:
-    atts = tuple(_png(c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255)))
+    atts = tuple(_png(color=c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255)))
     gen = await gemini.generate(Request("Compare these", attachments=atts))
     assert gen.text.count("inline:image/png") == 3
     colours = [
@@ -253,7 +251,7 @@ async def test_safety_block_is_a_blocked_generation(
 
 
 async def test_streaming_yields_pieces(gemini: GeminiBackend, fake_gemini: FakeGeminiServer) -> None:
-    pieces = [p async for p in gemini.stream(Request("hello there", attachments=(_png((1, 2, 3)),)))]
+    pieces = [p async for p in gemini.stream(Request("hello there", attachments=(_png(color=(1, 2, 3)),)))]
     assert len(pieces) >= 3
     assert "".join(pieces) == fake_gemini.describe(fake_gemini.model_calls[-1].json)
     assert fake_gemini.model_calls[-1].path.endswith(":streamGenerateContent")
@@ -264,7 +262,7 @@ async def test_streaming_yields_pieces(gemini: GeminiBackend, fake_gemini: FakeG
 async def test_stream_closed_early_leaves_the_backend_usable(
     gemini: GeminiBackend, fake_gemini: FakeGeminiServer
 ) -> None:
-    stream = gemini.stream(Request("a b c d e", attachments=(_png((1, 2, 3)), _png((3, 2, 1)))))
+    stream = gemini.stream(Request("a b c d e", attachments=(_png(color=(1, 2, 3)), _png(color=(3, 2, 1)))))
     first = await anext(stream)
     await stream.aclose()
     assert first == "seen"
@@ -281,7 +279,7 @@ async def test_streaming_safety_block_explains(gemini: GeminiBackend, fake_gemin
 async def test_mid_stream_error_maps_to_server_error(gemini: GeminiBackend, fake_gemini: FakeGeminiServer) -> None:
     fake_gemini.stream_error_after(2)
     got: list[str] = []
-    request = Request("one two three", attachments=(_png((1, 1, 1)), _png((2, 2, 2))))
+    request = Request("one two three", attachments=(_png(color=(1, 1, 1)), _png(color=(2, 2, 2))))
     with pytest.raises(ServerError, match="500"):
         async for piece in gemini.stream(request):
             got.append(piece)
@@ -315,7 +313,7 @@ def test_construction_creates_no_client_and_imports_no_sdk() -> None:
 async def test_sensitive_request_is_refused_before_any_byte_leaves(
     gemini: GeminiBackend, fake_gemini: FakeGeminiServer
 ) -> None:
-    request = Request("Describe the patient's scan", attachments=(_png((5, 5, 5)),), sensitive=True)
+    request = Request("Describe the patient's scan", attachments=(_png(color=(5, 5, 5)),), sensitive=True)
     with pytest.raises(PolicyViolationError, match="sensitive"):
         await gemini.generate(request)
     with pytest.raises(PolicyViolationError):

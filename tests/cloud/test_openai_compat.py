@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import base64
-import io
+import functools
 
 import pytest
-from PIL import Image
 
 from fastvlm_gemini_hybrid.backends.base import Capabilities
 from fastvlm_gemini_hybrid.backends.openai_compat import OpenAICompatBackend
@@ -21,15 +20,12 @@ from fastvlm_gemini_hybrid.errors import (
     ServerError,
 )
 from fastvlm_gemini_hybrid.types import Attachment, BackendKind, GenerationOptions, Request
+from synth_media import picture_attachment
 
 from .conftest import FakeClock, jpeg_with_gps
 from .fake_openai import FakeOpenAIServer
 
-
-def _png() -> Attachment:
-    buf = io.BytesIO()
-    Image.new("RGB", (6, 6), (9, 8, 7)).save(buf, format="PNG")
-    return Attachment.from_bytes(buf.getvalue())
+_png = functools.partial(picture_attachment, None, color=(9, 8, 7), size=(6, 6))  # a 6x6 PNG, no name
 
 
 def _image_urls(fake: FakeOpenAIServer) -> list[str]:

@@ -6,15 +6,15 @@ The local side is a test-only FunctionBackend; the cloud side is `GeminiBackend`
 
 from __future__ import annotations
 
-import io
+import functools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from PIL import Image
 
+from fakes import make_processor
 from fastvlm_gemini_hybrid.backends.gemini import GeminiBackend
-from fastvlm_gemini_hybrid.backends.testing import FunctionBackend, failing
+from fastvlm_gemini_hybrid.backends.testing import failing
 from fastvlm_gemini_hybrid.config import Settings, load_settings
 from fastvlm_gemini_hybrid.errors import (
     AllBackendsFailedError,
@@ -25,6 +25,7 @@ from fastvlm_gemini_hybrid.errors import (
 )
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.types import Attachment, GenerationOptions, Mode, Request
+from synth_media import picture_attachment
 
 from .conftest import jpeg_with_gps
 from .fake_gemini import FakeGeminiServer
@@ -33,10 +34,7 @@ PROMPT = "Describe this photo"
 STRUCTURED = GenerationOptions(json_schema={"type": "object", "properties": {"caption": {"type": "string"}}})
 
 
-def _image() -> Attachment:
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16), (120, 10, 10)).save(buf, format="PNG")
-    return Attachment.from_bytes(buf.getvalue(), name="photo.png")
+_image = functools.partial(picture_attachment, "photo.png", color=(120, 10, 10), size=(16, 16))
 
 
 @pytest.fixture
@@ -65,8 +63,7 @@ async def make_proc(proc_settings: Settings) -> AsyncIterator[Callable[..., Hybr
         gemini.retry_initial_delay_s = 0.01
         gemini.files_poll_interval_s = 0.01
         answer: Any = failing(ServerError("local model crashed", "fastvlm")) if local_fails else "local answer"
-        local = FunctionBackend("fastvlm", answer, kind="local", confidence=confidence)
-        proc = HybridVLMProcessor(settings=settings, backends={"fastvlm": local, "gemini": gemini})
+        proc = make_processor(settings, answer, gemini, local_kw={"confidence": confidence})
         made.append(proc)
         return proc
 

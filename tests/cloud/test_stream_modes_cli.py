@@ -48,6 +48,6 @@ def test_a_stream_broken_after_it_began_is_an_error_not_a_second_answer(
     capsys: pytest.CaptureFixture[str], cloud_env: FakeGeminiServer, image_file: Path
 ) -> None:
     cloud_env.stream_error_after(1)
-    code, out, err = ask(capsys, "Describe the sunset", "-a", str(image_file), "--mode", "cloud-only", "--stream")
+    code, _out, err = ask(capsys, "Describe the sunset", "-a", str(image_file), "--mode", "cloud-only", "--stream")
     assert code == 1 and len(err.strip().splitlines()) >= 1
     assert "Traceback" not in err

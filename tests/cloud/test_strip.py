@@ -9,6 +9,7 @@ from PIL import Image, PngImagePlugin
 
 from fastvlm_gemini_hybrid.errors import UnsupportedMediaError
 from fastvlm_gemini_hybrid.media.strip import strip_metadata
+from synth_media import picture
 
 from .conftest import jpeg_with_gps
 
@@ -59,9 +60,7 @@ def test_png_loses_text_chunks_and_exif() -> None:
     info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta>GPS</x:xmpmeta>")
     exif = Image.Exif()
     exif[0x010F] = "SecretCamCorp"
-    buf = io.BytesIO()
-    Image.new("RGBA", (20, 10), (1, 2, 3, 128)).save(buf, format="PNG", pnginfo=info, exif=exif)
-    original = buf.getvalue()
+    original = picture((1, 2, 3, 128), (20, 10), mode="RGBA", pnginfo=info, exif=exif)
     assert b"51.5N" in original and b"SecretCamCorp" in original
 
     clean = strip_metadata(original, "image/png")
@@ -75,10 +74,9 @@ def test_png_loses_text_chunks_and_exif() -> None:
 def test_webp_loses_exif() -> None:
     exif = Image.Exif()
     exif[0x010F] = "SecretCamCorp"
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16), (9, 9, 9)).save(buf, format="WEBP", exif=exif)
-    assert b"SecretCamCorp" in buf.getvalue()
-    assert b"SecretCamCorp" not in strip_metadata(buf.getvalue(), "image/webp")
+    webp = picture((9, 9, 9), (16, 16), "webp", exif=exif)
+    assert b"SecretCamCorp" in webp
+    assert b"SecretCamCorp" not in strip_metadata(webp, "image/webp")
 
 
 def test_non_images_pass_through_untouched() -> None:

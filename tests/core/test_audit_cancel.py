@@ -51,13 +51,12 @@ def test_cancelling_the_wait_leaves_the_record_to_the_writer(tmp_path: Path) -> 
 
 def test_a_processor_answers_after_streaming_clients_left(tmp_path: Path) -> None:
     """Through the processor: streams cancelled mid-wait, then plain requests are still answered."""
-    from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
+    from fakes import make_processor
     from fastvlm_gemini_hybrid.config import load_settings
-    from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
     from fastvlm_gemini_hybrid.types import Request
 
     settings = load_settings(home=tmp_path / "home", cache_enabled=False)
-    proc = HybridVLMProcessor(settings, backends={"fastvlm": FunctionBackend("fastvlm", "a b c", kind="local")})
+    proc = make_processor(settings, "a b c", cloud=None)
     assert proc.audit is not None
     proc.audit.linger_s = 0.1
 

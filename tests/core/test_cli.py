@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
+from fakes import fake_backends
 from fastvlm_gemini_hybrid.cli import ask_cmd, main
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 
@@ -23,10 +23,7 @@ def fake_processor(monkeypatch: pytest.MonkeyPatch) -> list[HybridVLMProcessor]:
 
     def make(args: Any) -> HybridVLMProcessor:
         proc = real(args)
-        proc._backends = {
-            "fastvlm": FunctionBackend("fastvlm", lambda r: f"local: {r.prompt}", kind="local", confidence=0.9),
-            "gemini": FunctionBackend("gemini", "cloud", kind="cloud"),
-        }
+        proc._backends = fake_backends(lambda r: f"local: {r.prompt}", "cloud", local_kw={"confidence": 0.9})
         made.append(proc)
         return proc
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from fakes import fake_backends, make_processor
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend, failing
 from fastvlm_gemini_hybrid.config import Settings
 from fastvlm_gemini_hybrid.errors import (
@@ -29,14 +30,6 @@ from fastvlm_gemini_hybrid.routing import BackendInfo, Router
 from fastvlm_gemini_hybrid.types import Generation, Mode, Request, Result
 
 
-def make(settings: Settings, local: Any = "local answer", cloud: Any = "cloud answer", **kw: Any) -> HybridVLMProcessor:
-    backends = {
-        "fastvlm": FunctionBackend("fastvlm", local, kind="local", **kw.pop("local_kw", {})),
-        "gemini": FunctionBackend("gemini", cloud, kind="cloud", **kw.pop("cloud_kw", {})),
-    }
-    return HybridVLMProcessor(settings, backends=backends, **kw)
-
-
 def calls(proc: HybridVLMProcessor, name: str) -> int:
     return len(proc.backend(name).calls)  # type: ignore[attr-defined]
 
@@ -46,7 +39,7 @@ def req(prompt: str = "Describe the picture", **kw: Any) -> Request:
 
 
 async def test_local_only_never_touches_the_cloud(settings: Settings) -> None:
-    proc = make(settings)
+    proc = make_processor(settings)
     result = await proc.arun(req(mode=Mode.LOCAL_ONLY))
     assert (result.backend, result.response) == ("fastvlm", "local answer")
     assert calls(proc, "gemini") == 0
@@ -54,13 +47,13 @@ async def test_local_only_never_touches_the_cloud(settings: Settings) -> None:
 
 
 async def test_cloud_only_answers_from_the_cloud(settings: Settings) -> None:
-    proc = make(settings)
+    proc = make_processor(settings)
     result = await proc.arun(req(mode=Mode.CLOUD_ONLY))
     assert result.backend == "gemini" and calls(proc, "fastvlm") == 0
 
 
 async def test_cloud_only_on_a_sensitive_request_is_refused_and_audited(settings: Settings) -> None:
-    proc = make(settings)
+    proc = make_processor(settings)
     with pytest.raises(PolicyViolationError):
         await proc.arun(req(mode=Mode.CLOUD_ONLY, sensitive=True))
     assert calls(proc, "gemini") == 0 and calls(proc, "fastvlm") == 0
@@ -71,14 +64,14 @@ async def test_cloud_only_on_a_sensitive_request_is_refused_and_audited(settings
 
 @pytest.mark.parametrize("mode", list(Mode))
 async def test_sensitive_requests_never_reach_the_cloud_in_any_mode(settings: Settings, mode: Mode) -> None:
-    proc = make(settings, local=failing(ServerError("local down", "fastvlm")), local_kw={"confidence": 0.01})
+    proc = make_processor(settings, local=failing(ServerError("local down", "fastvlm")), local_kw={"confidence": 0.01})
     with pytest.raises((PolicyViolationError, AllBackendsFailedError)):
         await proc.arun(req(mode=mode, sensitive=True))
     assert calls(proc, "gemini") == 0
 
 
 async def test_auto_escalates_low_confidence_local_answers(settings: Settings) -> None:
-    proc = make(settings, local_kw={"confidence": 0.1})
+    proc = make_processor(settings, local_kw={"confidence": 0.1})
     result = await proc.arun(req(mode=Mode.AUTO))
     assert result.backend == "gemini"
     assert result.fallbacks[0].backend == "fastvlm" and "low confidence" in result.fallbacks[0].error
@@ -86,21 +79,21 @@ async def test_auto_escalates_low_confidence_local_answers(settings: Settings) -
 
 
 async def test_auto_keeps_a_confident_local_answer(settings: Settings) -> None:
-    proc = make(settings, local_kw={"confidence": 0.95})
+    proc = make_processor(settings, local_kw={"confidence": 0.95})
     result = await proc.arun(req(mode=Mode.AUTO))
     assert result.backend == "fastvlm" and result.confidence == 0.95
     assert calls(proc, "gemini") == 0
 
 
 async def test_auto_returns_the_local_answer_when_escalation_fails(settings: Settings) -> None:
-    proc = make(settings, cloud=failing(ServerError("503", "gemini")), local_kw={"confidence": 0.1})
+    proc = make_processor(settings, cloud=failing(ServerError("503", "gemini")), local_kw={"confidence": 0.1})
     result = await proc.arun(req(mode=Mode.AUTO))
     assert result.backend == "fastvlm"
     assert [a.backend for a in result.fallbacks] == ["gemini"]
 
 
 async def test_no_escalation_for_sensitive_requests(settings: Settings) -> None:
-    proc = make(settings, local_kw={"confidence": 0.05})
+    proc = make_processor(settings, local_kw={"confidence": 0.05})
     result = await proc.arun(req(mode=Mode.AUTO, sensitive=True))
     assert result.backend == "fastvlm" and calls(proc, "gemini") == 0
 
@@ -118,7 +111,7 @@ async def test_no_escalation_for_sensitive_requests(settings: Settings) -> None:
     ],
 )
 async def test_fallback_moves_on_after_transient_errors(settings: Settings, error: Exception) -> None:
-    proc = make(settings, local=failing(error))
+    proc = make_processor(settings, local=failing(error))
     result = await proc.arun(req(mode=Mode.FALLBACK))
     assert result.backend == "gemini"
     assert result.fallbacks[0].backend == "fastvlm"
@@ -129,7 +122,7 @@ async def test_fallback_moves_on_after_transient_errors(settings: Settings, erro
     [BadInputError("bad image"), PolicyViolationError("no"), BackendRejectedError("400", "fastvlm")],
 )
 async def test_fallback_stops_on_errors_that_forbid_it(settings: Settings, error: Exception) -> None:
-    proc = make(settings, local=failing(error))
+    proc = make_processor(settings, local=failing(error))
     with pytest.raises(type(error)):
         await proc.arun(req(mode=Mode.FALLBACK))
     assert calls(proc, "gemini") == 0
@@ -137,7 +130,7 @@ async def test_fallback_stops_on_errors_that_forbid_it(settings: Settings, error
 
 async def test_slow_backend_times_out_and_falls_back(settings: Settings) -> None:
     settings = settings.model_copy(update={"request_timeout_s": 0.05})
-    proc = make(settings, local_kw={"delay_s": 5})
+    proc = make_processor(settings, local_kw={"delay_s": 5})
     start = time.perf_counter()
     result = await proc.arun(req(mode=Mode.FALLBACK))
     assert result.backend == "gemini" and "0.05" in result.fallbacks[0].error
@@ -145,7 +138,8 @@ async def test_slow_backend_times_out_and_falls_back(settings: Settings) -> None
 
 
 async def test_all_failing_reports_every_attempt(settings: Settings) -> None:
-    proc = make(settings, local=failing(ServerError("a", "fastvlm")), cloud=failing(RateLimitedError("b", "gemini")))
+    proc = make_processor(settings, local=failing(ServerError("a", "fastvlm")),
+                          cloud=failing(RateLimitedError("b", "gemini")))
     with pytest.raises(AllBackendsFailedError) as info:
         await proc.arun(req(mode=Mode.FALLBACK))
     assert [name for name, _ in info.value.attempts] == ["fastvlm", "gemini"]
@@ -153,7 +147,7 @@ async def test_all_failing_reports_every_attempt(settings: Settings) -> None:
 
 
 async def test_parallel_first_good_answer_wins_and_the_other_is_cancelled(settings: Settings) -> None:
-    proc = make(settings, local_kw={"delay_s": 1.2}, cloud_kw={"delay_s": 0.3})
+    proc = make_processor(settings, local_kw={"delay_s": 1.2}, cloud_kw={"delay_s": 0.3})
     start = time.perf_counter()
     result = await proc.arun(req(mode=Mode.PARALLEL))
     wall = time.perf_counter() - start
@@ -163,7 +157,7 @@ async def test_parallel_first_good_answer_wins_and_the_other_is_cancelled(settin
 
 
 async def test_parallel_return_all_waits_for_both(settings: Settings) -> None:
-    proc = make(settings, local_kw={"delay_s": 0.2}, cloud_kw={"delay_s": 0.05})
+    proc = make_processor(settings, local_kw={"delay_s": 0.2}, cloud_kw={"delay_s": 0.05})
     result = await proc.arun(req(mode=Mode.PARALLEL), return_all=True)
     assert result.backend == "gemini"
     assert [a.backend for a in result.alternatives] == ["fastvlm"]
@@ -171,13 +165,13 @@ async def test_parallel_return_all_waits_for_both(settings: Settings) -> None:
 
 
 async def test_parallel_survives_one_failure(settings: Settings) -> None:
-    proc = make(settings, cloud=failing(ServerError("down", "gemini")), local_kw={"delay_s": 0.05})
+    proc = make_processor(settings, cloud=failing(ServerError("down", "gemini")), local_kw={"delay_s": 0.05})
     result = await proc.arun(req(mode=Mode.PARALLEL))
     assert result.backend == "fastvlm" and result.fallbacks[0].backend == "gemini"
 
 
 async def test_cache_hits_skip_the_backend_and_sensitive_results_stay_off_disk(settings: Settings) -> None:
-    proc = make(settings)
+    proc = make_processor(settings)
     first = await proc.arun(req("Describe the harbour", mode=Mode.LOCAL_ONLY))
     second = await proc.arun(req("Describe the harbour", mode=Mode.LOCAL_ONLY))
     assert not first.cached and second.cached and second.response == first.response
@@ -192,14 +186,14 @@ async def test_cache_hits_skip_the_backend_and_sensitive_results_stay_off_disk(s
 
 async def test_blocked_answers_are_not_cached(settings: Settings) -> None:
     blocked = Generation(text="blocked by safety filter", model="g", blocked=True)
-    proc = make(settings, cloud=lambda _r: blocked)
+    proc = make_processor(settings, cloud=lambda _r: blocked)
     assert (await proc.arun(req(mode=Mode.CLOUD_ONLY))).blocked
     assert (await proc.arun(req(mode=Mode.CLOUD_ONLY))).cached is False
     assert calls(proc, "gemini") == 2
 
 
 async def test_audit_trail_records_each_request_and_verifies(settings: Settings, image_file: Path) -> None:
-    proc = make(settings)
+    proc = make_processor(settings)
     await proc.arun(build_request("What is shown?", image_file, mode="local-only"))
     await proc.arun(build_request("Read the passport number", image_file, mode="local-only", sensitive=True))
     records = proc.audit.records()  # type: ignore[union-attr]
@@ -210,7 +204,7 @@ async def test_audit_trail_records_each_request_and_verifies(settings: Settings,
 
 
 async def test_stream_yields_pieces_then_the_result(settings: Settings) -> None:
-    proc = make(settings, local="one two three")
+    proc = make_processor(settings, local="one two three")
     pieces = [p async for p in proc.astream(req(mode=Mode.LOCAL_ONLY))]
     assert isinstance(pieces[-1], Result)
     assert "".join(p for p in pieces[:-1] if isinstance(p, str)).split() == ["one", "two", "three"]
@@ -218,7 +212,7 @@ async def test_stream_yields_pieces_then_the_result(settings: Settings) -> None:
 
 
 def test_seed_process_api_returns_the_ask_json_keys(settings: Settings, image_file: Path) -> None:
-    proc = make(settings)
+    proc = make_processor(settings)
     try:
         out = proc.process(str(image_file), "Describe this", mode="local-only")
     finally:
@@ -230,7 +224,7 @@ def test_seed_process_api_returns_the_ask_json_keys(settings: Settings, image_fi
 
 
 def test_sync_api_works_inside_a_running_loop(settings: Settings) -> None:
-    proc = make(settings)
+    proc = make_processor(settings)
 
     async def inside() -> str:
         return proc.run(req(mode=Mode.LOCAL_ONLY)).response
@@ -252,7 +246,7 @@ async def test_many_requests_run_with_bounded_concurrency(settings: Settings) ->
         in_flight -= 1
         return "ok"
 
-    proc = make(settings, local=slow, cache=None)
+    proc = make_processor(settings, local=slow, cache=None)
     out = await proc.arun_many([req(f"q{i}", mode=Mode.LOCAL_ONLY) for i in range(12)], concurrency=3)
     assert all(isinstance(r, Result) for r in out) and peak == 3
 
@@ -276,9 +270,7 @@ async def test_batch_path_uses_one_backend_batch_call_and_keeps_fallback(setting
     local = Batching(
         "fastvlm", "unused", capabilities=Capabilities(kind=BackendKind.LOCAL, batching=True, max_images=4)
     )
-    proc = HybridVLMProcessor(
-        settings, backends={"fastvlm": local, "gemini": FunctionBackend("gemini", "cloud", kind="cloud")}
-    )
+    proc = make_processor(settings, local, "cloud")
     prompts = ["a", "b", "bad one", "c", "d"]
     out = await proc.arun_many([req(p, mode=Mode.FALLBACK) for p in prompts], batch_size=4)
     assert local.batches == [4, 1]
@@ -288,19 +280,13 @@ async def test_batch_path_uses_one_backend_batch_call_and_keeps_fallback(setting
 
 
 async def test_changing_the_configured_model_misses_the_cache(settings: Settings) -> None:
-    first = make(settings)
+    first = make_processor(settings)
     await first.arun(req("Describe the harbour", mode=Mode.LOCAL_ONLY))
     await first.aclose()
-    again = make(settings)
+    again = make_processor(settings)
     assert (await again.arun(req("Describe the harbour", mode=Mode.LOCAL_ONLY))).cached
     await again.aclose()
-    other = HybridVLMProcessor(
-        settings,
-        backends={
-            "fastvlm": FunctionBackend("fastvlm", "other model says", model="another-model"),
-            "gemini": FunctionBackend("gemini", "cloud", kind="cloud"),
-        },
-    )
+    other = make_processor(settings, "other model says", "cloud", local_kw={"model": "another-model"})
     result = await other.arun(req("Describe the harbour", mode=Mode.LOCAL_ONLY))
     assert not result.cached and result.response == "other model says"
 
@@ -318,16 +304,13 @@ async def test_dicom_is_rendered_for_a_backend_that_reads_pictures_only(settings
         return "a CT slice"
 
     caps = Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), confidence=True)
-    backends = {
-        "fastvlm": FunctionBackend("fastvlm", look, capabilities=caps, confidence=0.9),
-        "gemini": FunctionBackend("gemini", "cloud", kind="cloud"),
-    }
+    backends = fake_backends(look, "cloud", local_kw={"capabilities": caps, "confidence": 0.9})
     # The router counts on the processor adapting the media: it lists fastvlm for dicom.
     routed = [
         BackendInfo("fastvlm", caps.with_overrides({"media": ["image", "dicom"]})),
         BackendInfo("gemini", backends["gemini"].capabilities),
     ]
-    proc = HybridVLMProcessor(settings, backends=backends, router=Router(routed))
+    proc = make_processor(settings, None, None, backends=backends, router=Router(routed))
     scan = Attachment.from_path(get_testdata_file("CT_small.dcm"))
     result = await proc.arun(Request(prompt="What does this scan show?", attachments=(scan,)))
     assert result.backend == "fastvlm" and result.route.sensitive
@@ -357,16 +340,13 @@ async def test_video_becomes_evenly_spaced_frames_for_a_picture_only_backend(
 
     received: list[Request] = []
     caps = Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), max_images=4)
-    backends = {
-        "fastvlm": FunctionBackend("fastvlm", lambda r: received.append(r) or "frames", capabilities=caps),
-        "gemini": FunctionBackend("gemini", "cloud", kind="cloud"),
-    }
+    backends = fake_backends(lambda r: received.append(r) or "frames", "cloud", local_kw={"capabilities": caps})
     # The router counts on the processor adapting the media: it lists fastvlm for video.
     routed = [
         BackendInfo("fastvlm", caps.with_overrides({"media": ["image", "video"]})),
         BackendInfo("gemini", backends["gemini"].capabilities),
     ]
-    proc = HybridVLMProcessor(settings, backends=backends, router=Router(routed))
+    proc = make_processor(settings, None, None, backends=backends, router=Router(routed))
     result = await proc.arun(
         Request(prompt="What changes?", attachments=(Attachment.from_path(clip),), mode=Mode.LOCAL_ONLY)
     )

@@ -3,7 +3,6 @@ builder as `fastvlm-hybrid models make-tiny`, and loaded through the same backen
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from fastvlm_gemini_hybrid.backends.fastvlm import FastVLMBackend
 from fastvlm_gemini_hybrid.config import Settings, load_settings
 from fastvlm_gemini_hybrid.models.tiny import build_tiny_model
 from fastvlm_gemini_hybrid.types import Attachment
+from synth_media import picture_attachment
 
 
 @pytest.fixture(scope="session")
@@ -38,18 +38,15 @@ def tiny_backend(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory)
     return backend
 
 
-def image_bytes(color: tuple[int, int, int] = (200, 40, 40), size: tuple[int, int] = (96, 64),
-                fmt: str = "PNG") -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, fmt)
-    return buf.getvalue()
+#: The local tests' picture unless they say otherwise (tests/synth_media.py draws it).
+LOCAL_COLOR, LOCAL_SIZE = (200, 40, 40), (96, 64)
 
 
 @pytest.fixture
 def make_image() -> Callable[..., Attachment]:
-    def make(color: tuple[int, int, int] = (200, 40, 40), size: tuple[int, int] = (96, 64)) -> Attachment:
-        return Attachment.from_bytes(image_bytes(color, size), name=f"img-{color}-{size}.png")
+    """`make(color, size)`: a plain PNG attachment named after its colour and size."""
+
+    def make(color: tuple[int, int, int] = LOCAL_COLOR, size: tuple[int, int] = LOCAL_SIZE) -> Attachment:
+        return picture_attachment(f"img-{color}-{size}.png", color=color, size=size)
 
     return make

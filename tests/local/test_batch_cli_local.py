@@ -9,8 +9,9 @@ import pytest
 
 from fastvlm_gemini_hybrid.backends.fastvlm import FastVLMBackend
 from fastvlm_gemini_hybrid.cli import main
+from synth_media import picture_file
 
-from .conftest import image_bytes
+from .conftest import LOCAL_SIZE
 
 
 def test_batch_cli_uses_the_backends_batch_path(
@@ -28,7 +29,7 @@ def test_batch_cli_uses_the_backends_batch_path(
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(5):
-        (folder / f"{i}.png").write_bytes(image_bytes((40 * i, 90, 20)))
+        picture_file(folder, f"{i}.png", color=(40 * i, 90, 20), size=LOCAL_SIZE)
     out = tmp_path / "out.jsonl"
     code = main(["batch", str(folder), "Describe", "--mode", "local-only", "--batch-size", "4", "--max-tokens", "4",
                  "--out", str(out), "--quiet"])

@@ -14,6 +14,7 @@ from fastvlm_gemini_hybrid.backends.fastvlm import FastVLMBackend
 from fastvlm_gemini_hybrid.errors import BadInputError
 from fastvlm_gemini_hybrid.models.decoding import low_quantile
 from fastvlm_gemini_hybrid.types import Attachment, Generation, GenerationOptions, Request
+from synth_media import blank, encode
 
 from .conftest import tiny_settings
 
@@ -135,20 +136,16 @@ async def test_follow_up_on_same_image_skips_the_vision_encoder(tiny_backend: Fa
 
 def test_wide_image_is_padded_not_cropped(tiny_backend: FastVLMBackend) -> None:
     """Red bars at the far left and right of a wide image must reach the vision tower."""
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
     from fastvlm_gemini_hybrid.models.runtime import ImageInput
 
-    from .conftest import image_bytes
-
-    img = Image.open(__import__("io").BytesIO(image_bytes((0, 0, 255), (600, 150)))).convert("RGB")
+    img = blank((0, 0, 255), (600, 150))
     draw = ImageDraw.Draw(img)
     draw.rectangle([0, 0, 40, 149], fill=(255, 0, 0))
     draw.rectangle([560, 0, 599, 149], fill=(255, 0, 0))
-    buf = __import__("io").BytesIO()
-    img.save(buf, "PNG")
     runtime = tiny_backend.runtime
-    pixels = runtime.pixel_values([ImageInput.from_bytes(buf.getvalue())])[0]  # (3, H, W), mean 0 std 1
+    pixels = runtime.pixel_values([ImageInput.from_bytes(encode(img))])[0]  # (3, H, W), mean 0 std 1
     side = pixels.shape[-1]
     middle = pixels[:, side // 2, :]
     assert middle[0, 2] > 0.9 and middle[2, 2] < 0.1  # left edge: red

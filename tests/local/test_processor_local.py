@@ -9,6 +9,7 @@ import pytest
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.types import Attachment, Mode, Request
+from synth_media import picture_file
 
 from .conftest import tiny_settings
 
@@ -52,10 +53,7 @@ def test_ask_in_a_subprocess_answers_locally(tiny_model_dir: Path, tmp_path: Pat
     import subprocess
     import sys
 
-    from PIL import Image
-
-    image = tmp_path / "wide.png"
-    Image.new("RGB", (300, 120), (20, 160, 60)).save(image)
+    image = picture_file(tmp_path, "wide.png", color=(20, 160, 60), size=(300, 120))
     env = {**os.environ, "FASTVLM_HYBRID_HOME": str(tmp_path / "home"),
            "FASTVLM_HYBRID_LOCAL_MODEL": str(tiny_model_dir), "FASTVLM_HYBRID_DTYPE": "float32",
            "FASTVLM_HYBRID_CACHE_ENABLED": "0"}

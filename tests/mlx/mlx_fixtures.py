@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import functools
-import io
 import shutil
 import tempfile
 from pathlib import Path
@@ -24,7 +23,7 @@ pytest.importorskip("mlx_vlm", reason="mlx-vlm is not installed (pip install 'fa
 from fastvlm_gemini_hybrid.backends.mlx import MLXBackend
 from fastvlm_gemini_hybrid.config import Settings, load_settings
 from fastvlm_gemini_hybrid.models.mlx_tiny import make_tiny_mlx
-from fastvlm_gemini_hybrid.types import Attachment
+from synth_media import picture_attachment
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,13 +50,6 @@ def loaded_backend() -> MLXBackend:
     return backend
 
 
-def png(color: tuple[int, int, int] = (200, 40, 40), size: tuple[int, int] = (96, 64)) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def image(color: tuple[int, int, int] = (200, 40, 40), size: tuple[int, int] = (96, 64)) -> Attachment:
-    return Attachment.from_bytes(png(color, size), name=f"img-{color}.png")
+#: The MLX tests' picture (tests/synth_media.py draws it): a plain 96x64 PNG; `image()` is it as an attachment.
+MLX_COLOR, MLX_SIZE = (200, 40, 40), (96, 64)
+image = functools.partial(picture_attachment, f"img-{MLX_COLOR}.png", color=MLX_COLOR, size=MLX_SIZE)

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("mlx.core", reason="mlx has no build for this platform (pip install 'fastvlm-gemini-hybrid[mlx]')")
 pytest.importorskip("mlx_vlm", reason="mlx-vlm is not installed (pip install 'fastvlm-gemini-hybrid[mlx]')")
 
-from mlx_fixtures import image, mlx_settings, png, tiny_dir
+from mlx_fixtures import MLX_COLOR, MLX_SIZE, image, mlx_settings, tiny_dir
 
 from fastvlm_gemini_hybrid.backends.mlx import MLXBackend
 from fastvlm_gemini_hybrid.cli import main
@@ -27,6 +27,7 @@ from fastvlm_gemini_hybrid.models.mlx_catalogue import (
 )
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.types import GenerationOptions, Request
+from synth_media import picture_file
 
 
 def test_catalogue_names_aliases_and_sources() -> None:
@@ -105,8 +106,7 @@ def test_ask_json_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
-    picture = tmp_path / "pic.png"
-    picture.write_bytes(png())
+    picture = picture_file(tmp_path, "pic.png", color=MLX_COLOR, size=MLX_SIZE)
     code = main(["ask", "Describe this picture.", "-a", str(picture), "--mode", "local-only", "--max-tokens", "4",
                  "--json"])
     out = capsys.readouterr().out
@@ -117,8 +117,7 @@ def test_ask_json_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 
 
 def test_ask_subprocess_missing_mlx_model_fails_with_one_line(tmp_path: Path) -> None:
-    picture = tmp_path / "pic.png"
-    picture.write_bytes(png())
+    picture = picture_file(tmp_path, "pic.png", color=MLX_COLOR, size=MLX_SIZE)
     env = {k: v for k, v in os.environ.items() if k not in ("GEMINI_API_KEY", "GOOGLE_API_KEY")}
     env.update(_env(tmp_path), FASTVLM_HYBRID_LOCAL_MODEL="fastvlm-0.5b")
     proc = subprocess.run([sys.executable, "-m", "fastvlm_gemini_hybrid", "ask", "Describe.", "-a", str(picture),

@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 
 from cloud.fake_gemini import FakeGeminiServer
+from fakes import make_processor
 from fastvlm_gemini_hybrid.backends.gemini import GeminiBackend
-from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.cli import main
 from fastvlm_gemini_hybrid.config import Settings, load_settings
 from fastvlm_gemini_hybrid.errors import EgressRefusedError, PolicyViolationError
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.types import Attachment, GenerationOptions, Mode, Request
-from synth_media import make_clip
+from synth_media import encode, make_clip
 
 MODES = [m.value for m in Mode]
 
@@ -38,11 +38,8 @@ def settings(fake_gemini: FakeGeminiServer, tmp_path: Path) -> Settings:
 
 
 def _processor(settings: Settings, local: Any = "a local answer") -> HybridVLMProcessor:
-    backends = {
-        "fastvlm": FunctionBackend("fastvlm", local, kind="local", confidence=0.05),
-        "gemini": GeminiBackend(settings),
-    }
-    return HybridVLMProcessor(settings, backends=backends)
+    """A never-confident local FunctionBackend and the real Gemini backend (pointed at the fake)."""
+    return make_processor(settings, local, GeminiBackend(settings), local_kw={"confidence": 0.05})
 
 
 @pytest.fixture
@@ -251,9 +248,7 @@ def test_surveillance_descriptions_blur_faces_by_default(settings: Settings, fak
     from fastvlm_gemini_hybrid.video.events import Event
 
     image = Image.open(io.BytesIO(face_png)).convert("RGB")
-    buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=95)
-    jpeg = buf.getvalue()
+    jpeg = encode(image, "jpeg", quality=95)
     proc = _processor(settings, local="not json")  # the local answer is unusable: the cloud is asked
     try:
         AlertDescriber(proc).describe(jpeg, Event(type="zone_enter", zone="door", start_s=1.0))
@@ -361,11 +356,10 @@ def test_surveillance_never_sends_a_frame_that_shows_a_card(settings: Settings, 
     from fastvlm_gemini_hybrid.agents.surveillance import AlertDescriber
     from fastvlm_gemini_hybrid.video.events import Event
 
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(card_png)).convert("RGB").save(buf, format="JPEG", quality=92)
+    frame = encode(Image.open(io.BytesIO(card_png)).convert("RGB"), "jpeg", quality=92)
     proc = _processor(settings, local="not json")
     try:
-        out = AlertDescriber(proc).describe(buf.getvalue(), Event(type="zone_enter", zone="desk", start_s=2.0))
+        out = AlertDescriber(proc).describe(frame, Event(type="zone_enter", zone="desk", start_s=2.0))
     finally:
         proc.close()
     assert out is None and fake_gemini.bytes_received == 0
@@ -378,11 +372,10 @@ def test_surveillance_face_policy_local_keeps_people_here(settings: Settings, fa
     from fastvlm_gemini_hybrid.agents.surveillance import AlertDescriber
     from fastvlm_gemini_hybrid.video.events import Event
 
-    buf = io.BytesIO()
-    Image.open(io.BytesIO(face_png)).convert("RGB").save(buf, format="JPEG", quality=92)
+    frame = encode(Image.open(io.BytesIO(face_png)).convert("RGB"), "jpeg", quality=92)
     proc = _processor(settings.model_copy(update={"privacy_faces": "local"}), local="not json")
     try:
-        AlertDescriber(proc).describe(buf.getvalue(), Event(type="zone_enter", zone="door", start_s=1.0))
+        AlertDescriber(proc).describe(frame, Event(type="zone_enter", zone="door", start_s=1.0))
     finally:
         proc.close()
     assert fake_gemini.bytes_received == 0  # the settings' stricter policy wins over the agent's "redact"

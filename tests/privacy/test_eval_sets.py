@@ -8,7 +8,6 @@ attach it. Slow (OCR reads ~170 pictures): run with `-m slow`; CI runs it after 
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
@@ -21,15 +20,10 @@ except ModuleNotFoundError:  # tests/privacy made a package
 
 from fastvlm_gemini_hybrid.privacy.inspector import Inspector
 from fastvlm_gemini_hybrid.types import Attachment, Request
+from synth_media import encode
 
 pytestmark = pytest.mark.slow
 MAX_FALSE_ALARMS = 0.10
-
-
-def _png(image: Any) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _verdicts(samples: list[Any], encode: Any) -> dict[str, Any]:
@@ -45,7 +39,7 @@ def _verdicts(samples: list[Any], encode: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("label", "sensitive", "benign", "encode"),
     [
-        ("corpus", corpus.sensitive_pictures, corpus.benign_pictures, lambda s: _png(s.image)),
+        ("corpus", corpus.sensitive_pictures, corpus.benign_pictures, lambda s: encode(s.image)),
         ("holdout", holdout_corpus.holdout_sensitive, holdout_corpus.holdout_benign, holdout_corpus.encode),
     ],
 )

@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from fastvlm_gemini_hybrid.privacy import faces  # noqa: E402
 from fastvlm_gemini_hybrid.privacy.faces import FaceBox, FaceDetectorUnavailable, detect_faces  # noqa: E402
+from synth_media import blank  # noqa: E402
 
 ASTRONAUT_FACE = (165, 70, 265, 170)  # x1, y1, x2, y2
 CAMERAMAN_FACE = (190, 100, 265, 200)
@@ -43,7 +44,7 @@ def _inside(found: list[FaceBox], width: int, height: int) -> bool:
 def _lfw(index: int) -> np.ndarray:
     """A 25x25 LFW face, upscaled x4 and padded to 200x200 grey (the face covers 50..150)."""
     face = Image.fromarray((data.lfw_subset()[index] * 255).round().astype(np.uint8))
-    canvas = Image.new("L", (200, 200), 128)
+    canvas = blank(128, (200, 200), mode="L")
     canvas.paste(face.resize((100, 100), Image.Resampling.BICUBIC), (50, 50))
     return np.asarray(canvas)
 
@@ -53,7 +54,7 @@ def _document(seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     words = ("invoice total due account reference payment the quick brown fox 0123456789 oo OO 00 @ @ :-) (o_o) ^_^ "
              "=) 8) Lorem ipsum dolor sit amet").split()
-    page = Image.new("RGB", (850, 1100), "white")
+    page = blank("white", (850, 1100))
     draw = ImageDraw.Draw(page)
     y = 30
     while y < 1050:

@@ -25,6 +25,7 @@ from fastvlm_gemini_hybrid.privacy.gate import EgressGate
 from fastvlm_gemini_hybrid.privacy.inspector import Inspector, PrivacyPolicy
 from fastvlm_gemini_hybrid.privacy.locality import is_loopback_url
 from fastvlm_gemini_hybrid.types import Attachment, Request
+from synth_media import encode
 
 
 def _settings(tmp_path: Any, **extra: Any) -> Settings:
@@ -202,11 +203,10 @@ def test_an_animated_picture_is_read_frame_by_frame(card_png: bytes, benign_png:
     from PIL import Image
 
     frames = [Image.open(io.BytesIO(benign_png)).convert("RGB"), Image.open(io.BytesIO(card_png)).convert("RGB")]
-    buf = io.BytesIO()
-    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=500)
+    gif = encode(frames, "gif", duration=500)
     inspector = Inspector()
     try:
-        verdict = inspector.inspect(Request("What is this?", attachments=(Attachment.from_bytes(buf.getvalue()),)))
+        verdict = inspector.inspect(Request("What is this?", attachments=(Attachment.from_bytes(gif),)))
     finally:
         inspector.close()
     assert verdict.refused and any(f.kind == "card" for f in verdict.findings)

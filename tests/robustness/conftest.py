@@ -66,9 +66,9 @@ def http_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
+    from fakes import make_processor
     from fastvlm_gemini_hybrid.config import load_settings
     from fastvlm_gemini_hybrid.server import create_app
-    from server.conftest import make_processor
 
     home = tmp_path_factory.mktemp("robustness-home")
     with pytest.MonkeyPatch.context() as mp:

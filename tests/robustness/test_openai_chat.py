@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import io
 import json
 from typing import Any
 
@@ -27,6 +26,7 @@ from hypothesis import strategies as st
 from fastvlm_gemini_hybrid.errors import BadInputError
 from fastvlm_gemini_hybrid.server.openai_api import _options
 from fastvlm_gemini_hybrid.types import GenerationOptions
+from synth_media import picture
 
 from .conftest import EDGE_NUMBERS, JSON_VALUES, WRONG_TYPES, assert_client_answer, examples
 
@@ -34,19 +34,11 @@ CHAT = "/v1/chat/completions"
 JSON_HEADERS = {"content-type": "application/json"}
 
 
-def _png() -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (10, 200, 30)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _data_uri(mime: str, data: bytes) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
-PNG_URI = _data_uri("image/png", _png())
+PNG_URI = _data_uri("image/png", picture((10, 200, 30), (8, 8)))
 # Sniffed magic numbers (types._MAGIC), so random bytes after them reach the image/video decoders' checks.
 MAGICS = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"BM", b"II*\x00", b"RIFF\x00\x00\x00\x00WEBP",
           b"\x00\x00\x00\x18ftypisom", b"%PDF-"]

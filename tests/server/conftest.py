@@ -12,21 +12,29 @@ from typing import Any
 
 import pytest
 
-from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
+from fakes import make_processor  # also imported from here by test modules and worker scripts
 from fastvlm_gemini_hybrid.config import Settings, load_settings
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.server import create_app
+from synth_media import picture
 
 pytest.importorskip("fastapi")
 
+#: The picture the API tests upload unless they say otherwise.
+API_SIZE, API_COLOR = (32, 24), (10, 200, 30)
 
-def make_processor(settings: Settings, local: Any = "local answer", cloud: Any = "cloud answer",
-                   **kw: Any) -> HybridVLMProcessor:
-    backends = {
-        "fastvlm": FunctionBackend("fastvlm", local, kind="local", **kw.get("local_kw", {})),
-        "gemini": FunctionBackend("gemini", cloud, kind="cloud", **kw.get("cloud_kw", {})),
-    }
-    return HybridVLMProcessor(settings, backends=backends)
+
+def files(data: bytes | None = None, name: str = "photo.png") -> dict[str, Any]:
+    """A multipart `files=` argument of one upload (the API tests' picture unless `data` is given)."""
+    return {"file": (name, data if data is not None else picture(API_COLOR, API_SIZE), "application/octet-stream")}
+
+
+def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
+    """`resp` is the API's error envelope with this status and code; returns the error object."""
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert err["code"] == code and err["message"] and err["type"]
+    return err
 
 
 @pytest.fixture

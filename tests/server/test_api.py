@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 from collections.abc import Callable
 from typing import Any
@@ -12,28 +11,11 @@ from typing import Any
 import httpx
 import pytest
 
+from fakes import make_processor
 from fastvlm_gemini_hybrid.errors import RateLimitedError
+from synth_media import picture
 
-from .conftest import make_processor
-
-
-def png(size: tuple[int, int] = (32, 24), color: tuple[int, int, int] = (10, 200, 30)) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def files(data: bytes | None = None, name: str = "photo.png") -> dict[str, Any]:
-    return {"file": (name, data if data is not None else png(), "application/octet-stream")}
-
-
-def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    err = resp.json()["error"]
-    assert err["code"] == code and err["message"] and err["type"]
-    return err
+from .conftest import API_COLOR, API_SIZE, assert_error, files
 
 
 def test_analyze_returns_the_ask_json_object(client: Any) -> None:
@@ -58,10 +40,10 @@ def test_sensitive_upload_never_reaches_the_cloud(client: Any) -> None:
 
 
 def test_analyze_accepts_json_with_data_uris(client: Any) -> None:
-    uri = "data:image/png;base64," + base64.b64encode(png()).decode()
+    uri = "data:image/png;base64," + base64.b64encode(picture(API_COLOR, API_SIZE)).decode()
     resp = client.post("/v1/analyze", json={"prompt": "Describe", "attachments": [uri], "mode": "cloud-only"})
     assert resp.status_code == 200 and resp.json()["backend"] == "gemini"
-    assert client.processor.backend("gemini").calls[-1].attachments[0].data == png()
+    assert client.processor.backend("gemini").calls[-1].attachments[0].data == picture(API_COLOR, API_SIZE)
 
 
 def test_route_explains_without_calling_a_model(client: Any) -> None:
@@ -76,7 +58,7 @@ def test_route_explains_without_calling_a_model(client: Any) -> None:
     ("kwargs", "status", "code"),
     [
         ({"files": files(b"hello, I am text", "notes.txt"), "data": {"prompt": "x"}}, 415, "unsupported_media"),
-        ({"files": files(png()[:40], "cut.png"), "data": {"prompt": "x"}}, 400, "bad_input"),
+        ({"files": files(picture(API_COLOR, API_SIZE)[:40], "cut.png"), "data": {"prompt": "x"}}, 400, "bad_input"),
         ({"files": files(), "data": {"prompt": "  "}}, 400, "bad_input"),
         ({"files": files(), "data": {"prompt": "x", "mode": "sideways"}}, 400, "bad_input"),
         ({"files": files(), "data": {"prompt": "x", "sensitive": "maybe"}}, 400, "bad_input"),
@@ -94,15 +76,15 @@ def test_upload_size_and_pixel_limits(app_factory: Callable[..., Any]) -> None:
 
     app, proc = app_factory(max_upload_bytes=20_000, max_image_pixels=100 * 100)
     with TestClient(app) as c:
-        big = png((90, 90)) + b"\0" * 30_000  # valid PNG header, too many bytes
+        big = picture(API_COLOR, (90, 90)) + b"\0" * 30_000  # valid PNG header, too many bytes
         assert_error(c.post("/v1/analyze", files=files(big), data={"prompt": "x"}), 413, "media_too_large")
-        wide = png((200, 200))  # small file, too many pixels
+        wide = picture(API_COLOR, (200, 200))  # small file, too many pixels
         err = assert_error(c.post("/v1/analyze", files=files(wide), data={"prompt": "x"}), 413, "media_too_large")
         assert "40,000 pixels" in err["message"]
         multipart = {"content-type": "multipart/form-data; boundary=b"}
         huge = c.post("/v1/analyze", content=b"x" * 400_000, headers=multipart)
         assert_error(huge, 413, "media_too_large")
-        assert c.post("/v1/analyze", files=files(png((90, 90))), data={"prompt": "x"}).status_code == 200
+        assert c.post("/v1/analyze", files=files(picture(API_COLOR, (90, 90))), data={"prompt": "x"}).status_code == 200
     assert len(proc.backend("fastvlm").calls) == 1
 
 
@@ -136,7 +118,7 @@ async def test_overload_is_shed_with_503_and_retry_after(server_settings: Callab
     from fastvlm_gemini_hybrid.server import create_app
 
     proc = make_processor(server_settings(server_concurrency=2, server_queue=3, cache_enabled=False),
-                          backend_kw={"local_kw": {"delay_s": 0.3}})
+                          local_kw={"delay_s": 0.3})
     app = create_app(processor=proc)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
@@ -208,7 +190,7 @@ def test_readyz_is_503_when_no_backend_is_ready(app_factory: Callable[..., Any])
 
 
 def test_batch_job_reports_progress_and_results(client: Any) -> None:
-    parts = [("file", (f"p{i}.png", png(color=(i * 40, 0, 0)), "image/png")) for i in range(3)]
+    parts = [("file", (f"p{i}.png", picture((i * 40, 0, 0), API_SIZE), "image/png")) for i in range(3)]
     resp = client.post("/v1/jobs", files=parts, data={"kind": "batch", "prompt": "Caption", "mode": "local-only"})
     assert resp.status_code == 202
     job_id = resp.json()["id"]

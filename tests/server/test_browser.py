@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from synth_media import picture
+
 pytestmark = pytest.mark.browser
 
 
@@ -40,14 +42,6 @@ def guard(page: Any, seen: list[str]) -> None:
     page.route("**/*", handle)
 
 
-def png_bytes() -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (40, 30), (250, 0, 0)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def test_drag_and_drop_is_answered_through_the_server(
     browser: Any, app_factory: Callable[..., Any], live_server: Any,
 ) -> None:
@@ -60,7 +54,7 @@ def test_drag_and_drop_is_answered_through_the_server(
     page.locator("#status", has_text="fastvlm (local): ready").wait_for()  # locators: no eval under the CSP
     page.fill("#prompt", "What is this?")
     page.check("#sensitive")
-    data = list(png_bytes())
+    data = list(picture((250, 0, 0), (40, 30)))
     page.evaluate(
         """(bytes) => {
             const file = new File([new Uint8Array(bytes)], 'red.png', { type: 'image/png' });

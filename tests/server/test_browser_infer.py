@@ -11,7 +11,6 @@ not to 127.0.0.1 and the tests assert there were none.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -26,12 +25,16 @@ import pytest
 
 from fastvlm_gemini_hybrid.errors import BackendUnavailableError, BadInputError
 from fastvlm_gemini_hybrid.server import onnx_bundle, vendor_web
+from synth_media import blank, picture
 
 CHROMIUM = os.environ.get("FASTVLM_HYBRID_CHROMIUM", "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = "fastvlm-tiny-onnx"
 PROMPT = "Describe this image."
 REF_TOKENS = 64
+#: The picture asked about: 256x256 (the tiny model's input size), so browser and PIL preprocessing agree
+#: bit for bit.
+GREEN, SIDE = (20, 200, 40), (256, 256)
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -53,25 +56,12 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     processor = transformers.AutoProcessor.from_pretrained(source)
     text = processor.apply_chat_template([{"role": "user", "content": f"<image>{PROMPT}"}],
                                          add_generation_prompt=True, tokenize=False)
-    inputs = processor(images=image(), text=text, return_tensors="pt")
+    inputs = processor(images=blank(GREEN, SIDE), text=text, return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=REF_TOKENS, do_sample=False)
     ids = out[0, inputs["input_ids"].shape[1]:].tolist()
     return {"source": source, "bundle": bundle, "ids": ids, "inputs": inputs, "tokenizer": processor.tokenizer,
             "model": model}
-
-
-def image() -> Any:
-    """256x256 (the tiny model's input size), so browser and PIL preprocessing agree bit for bit."""
-    from PIL import Image
-
-    return Image.new("RGB", (256, 256), (20, 200, 40))
-
-
-def png() -> bytes:
-    buf = io.BytesIO()
-    image().save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def expected_text(tiny: dict[str, Any], tokens: int) -> str:
@@ -268,7 +258,8 @@ def ask(page: Any, engine: str, max_tokens: int, timeout_s: float = 60) -> dict[
     page.select_option("#engine", engine)
     page.fill("#max-tokens", str(max_tokens))
     page.fill("#prompt", PROMPT)
-    page.set_input_files("#files", files=[{"name": "green.png", "mimeType": "image/png", "buffer": png()}])
+    green = {"name": "green.png", "mimeType": "image/png", "buffer": picture(GREEN, SIDE)}
+    page.set_input_files("#files", files=[green])
     page.click("#ask")
     page.locator("#timing", has_text="path: ").wait_for(timeout=timeout_s * 1000)
     return {k: page.text_content(f"#{k}") or "" for k in ("answer", "route", "timing", "fallback", "error", "webgpu")}

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from fakes import make_processor
 from fastvlm_gemini_hybrid.backends.base import Capabilities
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.config import Settings
-from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.server import create_app
 from fastvlm_gemini_hybrid.types import BackendKind, Generation, Request
+from synth_media import picture
 
 pytest.importorskip("fastapi")
 
@@ -31,21 +31,15 @@ class Batching(FunctionBackend):
         return [Generation(text=f"batched {len(requests)}", model="m") for _ in requests]
 
 
-def png(shade: int) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (32, 24), (shade, 80, 80)).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def run_job(server_settings: Callable[..., Settings], data: dict[str, str], images: int) -> tuple[Any, Batching]:
     from fastapi.testclient import TestClient
 
     local = Batching()
-    proc = HybridVLMProcessor(server_settings(), backends={"fastvlm": local}, cache=False)
+    proc = make_processor(server_settings(), local, cloud=None, cache=False)
     with TestClient(create_app(processor=proc)) as client:
-        parts = [("file", (f"p{i}.png", png(i * 20), "image/png")) for i in range(images)]
+        parts = [("file", (f"p{i}.png", picture((i * 20, 80, 80), (32, 24)), "image/png")) for i in range(images)]
         resp = client.post("/v1/jobs", files=parts, data={"kind": "batch", "prompt": "Caption", **data})
         if resp.status_code != 202:
             return resp, local

@@ -18,9 +18,10 @@ pytest.importorskip("av")
 pytest.importorskip("cv2")
 
 # tests/ is on sys.path (rootdir import mode), so tests/video is the package `video`
+from synth_media import picture
 from video import synth
 
-from .test_api import assert_error, png
+from .conftest import API_COLOR, API_SIZE, assert_error
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_bad_job_input_is_a_400_before_any_work(client: Any, walker_clip: bytes)
     err = assert_error(client.post("/v1/jobs", files=clip, data={"kind": "surveillance", "zones": "zones: [oops"}),
                        400, "bad_input")
     assert "zones" in err["message"]
-    still = [("file", ("still.png", png(), "image/png"))]
+    still = [("file", ("still.png", picture(API_COLOR, API_SIZE), "image/png"))]
     assert_error(client.post("/v1/jobs", files=still, data={"kind": "video", "prompt": "x"}), 400, "bad_input")
     two = [*clip, ("file", ("again.mp4", walker_clip, "video/mp4"))]
     assert_error(client.post("/v1/jobs", files=two, data={"kind": "video", "prompt": "x"}), 400, "bad_input")

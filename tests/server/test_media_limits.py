@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 
 from fastvlm_gemini_hybrid.server import media
+from synth_media import blank, encode, picture
 
 pytest.importorskip("fastapi")
 
@@ -28,9 +29,7 @@ def animated_gif(frames: int, size: tuple[int, int]) -> bytes:
     PIL encodes one frame; its image block (descriptor, LZW data) is repeated, each copy behind a graphic
     control extension, which is exactly what an attacker's file looks like to a decoder.
     """
-    buf = io.BytesIO()
-    Image.new("P", size, 0).save(buf, format="GIF")
-    data = buf.getvalue()
+    data = picture(0, size, "gif", mode="P")
     block_start = data.index(b"\x2c\x00\x00\x00\x00")  # the first image descriptor, at (0, 0)
     head, block = data[:block_start], data[block_start:-1]  # drop the trailer
     control = b"\x21\xf9\x04\x00\x00\x00\x00\x00"  # graphic control extension: no delay, no transparency
@@ -99,12 +98,10 @@ def test_frames_are_counted_for_animated_png_and_webp(app_factory: Callable[...,
     from fastapi.testclient import TestClient
 
     app, _ = app_factory(max_image_pixels=100_000)
-    frames = [Image.new("RGB", (200, 200), (i * 20, 0, 0)) for i in range(4)]  # 4 x 40,000 pixels
+    frames = [blank((i * 20, 0, 0), (200, 200)) for i in range(4)]  # 4 x 40,000 pixels
     with TestClient(app) as c:
         for fmt, mime in (("PNG", "image/png"), ("WEBP", "image/webp")):
-            buf = io.BytesIO()
-            frames[0].save(buf, format=fmt, save_all=True, append_images=frames[1:])
-            resp = chat(c, data_uri(buf.getvalue(), mime))
+            resp = chat(c, data_uri(encode(frames, fmt), mime))
             assert resp.status_code == 413, (fmt, resp.text)
             assert "4 frames" in resp.json()["error"]["message"]
 
@@ -113,15 +110,13 @@ def test_a_picture_over_the_pixel_limit_is_413_and_a_bomb_is_not_decoded(app_fac
     from fastapi.testclient import TestClient
 
     app, _ = app_factory(max_image_pixels=1_000_000)
-    buf = io.BytesIO()
-    Image.new("L", (1500, 1000), 0).save(buf, format="PNG")
-    bomb = io.BytesIO()
-    Image.new("1", (40_000, 40_000), 0).save(bomb, format="PNG")  # 1.6 gigapixels in a few hundred KB
+    over_limit = picture(0, (1500, 1000), mode="L")
+    bomb = picture(0, (40_000, 40_000), mode="1")  # 1.6 gigapixels in a few hundred KB
     with TestClient(app) as c:
-        over = chat(c, data_uri(buf.getvalue(), "image/png"))
+        over = chat(c, data_uri(over_limit, "image/png"))
         assert over.status_code == 413 and "1500x1000" in over.json()["error"]["message"]
         start = time.perf_counter()
-        resp = chat(c, data_uri(bomb.getvalue(), "image/png"))
+        resp = chat(c, data_uri(bomb, "image/png"))
         assert resp.status_code == 413, resp.text
         assert time.perf_counter() - start < 2.0
 
@@ -156,10 +151,7 @@ def test_sampling_parameters_out_of_range_are_400_in_the_openai_shape(
 
 def test_gif_walk_matches_pil_on_real_animations() -> None:
     """The header walk counts what PIL counts, so the limit neither under- nor over-counts real files."""
-    frames = [Image.new("P", (30 + i, 20), i) for i in range(5)]
-    buf = io.BytesIO()
-    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=40)
-    data = buf.getvalue()
+    data = encode([blank(i, (30 + i, 20), mode="P") for i in range(5)], "gif", duration=40)
     with Image.open(io.BytesIO(data)) as img:
         expected = img.n_frames
     counted, pixels = media._gif_frames(data, 100)

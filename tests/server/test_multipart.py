@@ -11,8 +11,9 @@ import pytest
 
 from fastvlm_gemini_hybrid.errors import BadInputError
 from fastvlm_gemini_hybrid.server import inputs, media, multipart
+from synth_media import picture
 
-from .test_api import assert_error, files, png
+from .conftest import API_COLOR, API_SIZE, assert_error, files
 
 
 def encoded(data: dict[str, str], upload: dict[str, Any]) -> tuple[bytes, str]:
@@ -22,7 +23,7 @@ def encoded(data: dict[str, str], upload: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def test_parser_reads_what_httpx_writes() -> None:
-    image = png()
+    image = picture(API_COLOR, API_SIZE)
     body, ctype = encoded({"prompt": "Qu'est-ce que c'est ? ünïcode; \"quoted\"", "mode": "local-only"},
                           {"file": ('we"ird; name.png', image, "image/png")})
     parts = multipart.parse(body, multipart.boundary_of(ctype))
@@ -88,7 +89,7 @@ def test_malformed_upload_is_a_400_not_a_traceback(client: Any) -> None:
 
 
 def test_too_many_files_is_refused(client: Any) -> None:
-    many = [("file", (f"{i}.png", png(), "image/png")) for i in range(inputs.MAX_FILES + 1)]
+    many = [("file", (f"{i}.png", picture(API_COLOR, API_SIZE), "image/png")) for i in range(inputs.MAX_FILES + 1)]
     assert_error(client.post("/v1/analyze", files=many, data={"prompt": "x"}), 400, "bad_input")
 
 
@@ -105,7 +106,7 @@ def test_an_image_is_decoded_once_then_remembered(
         for _ in range(3):
             assert c.post("/v1/analyze", files=files(), data={"prompt": "x"}).status_code == 200
         assert len(checks) == 1
-        wide = png((200, 200))  # a refused image is not remembered: refused every time
+        wide = picture(API_COLOR, (200, 200))  # a refused image is not remembered: refused every time
         for _ in range(2):
             assert_error(c.post("/v1/analyze", files=files(wide), data={"prompt": "x"}), 413, "media_too_large")
         assert len(checks) == 3

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import base64
-import io
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
+from synth_media import picture
+
 openai = pytest.importorskip("openai")
 
 
 def data_uri() -> str:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16), (1, 2, 3)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(picture((1, 2, 3), (16, 16))).decode()
 
 
 def messages(text: str = "What is in the image?") -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ The in-process cluster test is slow (Ray starts a local cluster: ~20-60 s on a s
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 from pathlib import Path
@@ -19,9 +18,12 @@ import httpx
 import pytest
 import yaml
 
+import fakes
+from fakes import make_processor
 from fastvlm_gemini_hybrid.config import Settings, load_settings
 from fastvlm_gemini_hybrid.errors import BadInputError
 from fastvlm_gemini_hybrid.server.ray_serve import app_builder, parse_app_args
+from synth_media import picture
 
 from .conftest import free_port
 
@@ -32,22 +34,7 @@ def fake_processor(settings: Settings) -> Any:
     """Runs inside each replica: a processor over fake backends that name their process."""
     import os
 
-    from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
-    from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
-
-    backends = {
-        "fastvlm": FunctionBackend("fastvlm", lambda req: f"fake local answer from pid {os.getpid()}"),
-        "gemini": FunctionBackend("gemini", "fake cloud answer", kind="cloud"),
-    }
-    return HybridVLMProcessor(settings, backends=backends)
-
-
-def _png(shade: int) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", (16, 16), (shade, 10, 10)).save(buf, format="PNG")
-    return buf.getvalue()
+    return make_processor(settings, lambda req: f"fake local answer from pid {os.getpid()}", "fake cloud answer")
 
 
 @pytest.fixture
@@ -56,14 +43,16 @@ def ray_cluster() -> Any:
     serve = pytest.importorskip("ray.serve")
     from ray import cloudpickle
 
-    # The fake factory lives in this test module, which replicas cannot import: ship it by value.
+    # The fake factory lives in this test module and tests/fakes.py, which replicas cannot import: ship by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(fakes)
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         yield serve
     finally:
         serve.shutdown()
         ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(fakes)
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
@@ -87,14 +76,15 @@ def test_two_replicas_answer_behind_one_http_api(ray_cluster: Any, tmp_path: Pat
         while len(replicas) < 2 and time.monotonic() < deadline:
             i += 1
             resp = client.post("/v1/analyze", data={"prompt": "Describe", "mode": "local-only"},
-                               files={"file": ("a.png", _png(i % 250), "image/png")})
+                               files={"file": ("a.png", picture((i % 250, 10, 10), (16, 16)), "image/png")})
             assert resp.status_code == 200, resp.text
             body = resp.json()
             assert body["backend"] == "fastvlm" and body["response"].startswith("fake local answer from pid ")
             replicas.add(resp.headers["x-hybrid-replica"])
             pids.add(body["response"].rsplit(" ", 1)[-1])
         # the same contract as the single-process server: errors, health
-        bad = client.post("/v1/analyze", data={"prompt": ""}, files={"file": ("a.png", _png(1), "image/png")})
+        bad = client.post("/v1/analyze", data={"prompt": ""},
+                          files={"file": ("a.png", picture((1, 10, 10), (16, 16)), "image/png")})
         health = client.get("/healthz")
     assert len(replicas) == 2, f"only {replicas} answered in {i} requests"
     assert len(pids) == 2  # each replica owns its processor, in its own process

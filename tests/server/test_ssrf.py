@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import http.server
-import io
 import socket
 import ssl
 import threading
@@ -21,22 +20,15 @@ from typing import Any
 import pytest
 
 from fastvlm_gemini_hybrid.server import fetch as media  # the URL fetch (SSRF policy), split from media.py
+from synth_media import picture
 
 PUBLIC_STANDIN = "127.0.0.2"  # a loopback address the tests' policy treats as public; 127.0.0.1 stays private
 PROBE = "/__probe__"
 Behaviour = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 
-def png_bytes(size: tuple[int, int] = (8, 8)) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, (9, 9, 9)).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def serve_png(handler: http.server.BaseHTTPRequestHandler) -> None:
-    body = png_bytes()
+    body = picture((9, 9, 9), (8, 8))
     handler.send_response(200)
     handler.send_header("Content-Type", "image/png")
     handler.send_header("Content-Length", str(len(body)))
@@ -234,7 +226,7 @@ def test_fetching_is_off_by_default(client: Any, servers: Callable[..., Counting
     assert srv.connections() == 0
     import base64
 
-    data_uri = "data:image/png;base64," + base64.b64encode(png_bytes()).decode()
+    data_uri = "data:image/png;base64," + base64.b64encode(picture((9, 9, 9), (8, 8))).decode()
     assert chat(client, data_uri).status_code == 200  # data: URIs always work
 
 
@@ -358,7 +350,7 @@ def test_every_failure_reads_the_same(
     """Nothing about the target leaks: a missing host, a closed port, a 404 and a web page answer alike."""
     behaviours: dict[str, Behaviour] = {
         "404": answer(404), "not-an-image": answer(200), "ftp-redirect": redirect_to("ftp://images.example/x.png"),
-        "corrupt-image": answer(200, png_bytes()[:40], "image/png"),
+        "corrupt-image": answer(200, picture((9, 9, 9), (8, 8))[:40], "image/png"),
     }
     srv = public_server(servers, behaviours.get(case, serve_png))
     port = srv.port
@@ -396,7 +388,7 @@ def test_a_slow_drip_is_cut_at_the_total_deadline(
 
 def test_the_byte_cap_is_a_413(fetching: Callable[..., Any], servers: Callable[..., CountingServer],
                                names: dict[str, list[str]]) -> None:
-    big = png_bytes((300, 300)) + b"\0" * 20_000
+    big = picture((9, 9, 9), (300, 300)) + b"\0" * 20_000
     public = public_server(servers, answer(200, big, "image/png"))
     names["images.example"] = [PUBLIC_STANDIN]
     resp = chat(fetching(max_upload_bytes=10_000), f"http://images.example:{public.port}/x.png")

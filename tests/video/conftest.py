@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fakes import fake_backends
 from fastvlm_gemini_hybrid.backends.base import Capabilities
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.types import BackendKind
@@ -38,11 +39,7 @@ def fake_video_backends() -> Callable[..., dict[str, FunctionBackend]]:
     """FunctionBackends shaped like the real ones: the local one takes images only, the cloud one video too."""
 
     def make(local: Any = "a person", cloud: Any = "cloud says", local_conf: float | None = 0.9) -> dict[str, Any]:
-        return {
-            "fastvlm": FunctionBackend("fastvlm", local, confidence=local_conf,
-                                       capabilities=Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}),
-                                                                 confidence=True)),
-            "gemini": FunctionBackend("gemini", cloud, kind="cloud"),
-        }
+        caps = Capabilities(kind=BackendKind.LOCAL, media=frozenset({"image"}), confidence=True)
+        return fake_backends(local, cloud, local_kw={"confidence": local_conf, "capabilities": caps})
 
     return make

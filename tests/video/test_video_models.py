@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 # The processor imports the router, which lands separately; until it does, these tests skip (not fail).
+from fakes import make_processor
 from fastvlm_gemini_hybrid.agents.surveillance import AgentConfig, AlertDescriber, SurveillanceAgent, parse_description
 from fastvlm_gemini_hybrid.cli import main, video_cmd
 from fastvlm_gemini_hybrid.config import Settings
 from fastvlm_gemini_hybrid.errors import ModelNotDownloadedError
-from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.video.decode import VideoSource
 from fastvlm_gemini_hybrid.video.zones import parse_zones
 
@@ -31,7 +31,8 @@ def use_processor(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Callab
     """Point the CLI's one processor seam at FunctionBackends."""
 
     def install(backends: dict[str, Any]) -> None:
-        monkeypatch.setattr(video_cmd, "make_processor", lambda _args: HybridVLMProcessor(settings, backends=backends))
+        monkeypatch.setattr(video_cmd, "make_processor",
+                            lambda _args: make_processor(settings, None, None, backends=backends))
 
     return install
 
@@ -86,7 +87,7 @@ def test_near_duplicate_skipping_cuts_model_calls_on_a_static_scene(
 
 
 def _agent(settings: Settings, backends: dict, **kw: Any) -> tuple[SurveillanceAgent, AlertDescriber]:
-    proc = HybridVLMProcessor(settings, backends=backends)
+    proc = make_processor(settings, None, None, backends=backends)
     describer = AlertDescriber(proc, warn=lambda _m: None, **kw)
     return SurveillanceAgent(parse_zones(yaml.safe_load(synth.ZONES_YAML)), AgentConfig(), describer), describer
 
