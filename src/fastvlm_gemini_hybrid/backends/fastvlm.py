@@ -168,8 +168,7 @@ class FastVLMBackend(Backend):
             if channel.stopped:
                 raise StreamClosed  # the consumer went away: stop generating
             state["ids"].append(token)
-            assert self._runtime is not None  # set by `load`, which `_run` calls before generating
-            text = self._runtime.tokenizer.decode(state["ids"], skip_special_tokens=True)
+            text = state["tokenizer"].decode(state["ids"], skip_special_tokens=True)
             if text.endswith("\ufffd"):
                 return  # half of a multi-byte character; wait for the rest
             piece, state["sent"] = text[len(state["sent"]):], text
@@ -177,6 +176,8 @@ class FastVLMBackend(Backend):
                 channel.put(piece)
 
         def work() -> None:
+            # This stream's own tokenizer: an idle unload (keep-alive) may drop `self._runtime` meanwhile.
+            state["tokenizer"] = self.load().tokenizer
             outs = self._run(items, on_token)
             rest = outs[0].text[len(state["sent"]):]
             if rest:

@@ -4,8 +4,9 @@
 
 Why a factory: tests inject a processor built on fake backends; `serve` builds the real one; Ray
 replicas build one each. Cross-cutting rules live here as plain ASGI middleware (cheap on the hot
-path): a body-size cap enforced while bytes arrive, API keys on `/v1`, CORS only when configured,
-and OpenAI-shaped errors for every failure, including ones FastAPI raises itself.
+path): a body-size cap enforced while bytes arrive, API keys on `/v1` and the Ollama API's `/api`, CORS
+only when configured, and OpenAI-shaped errors for every failure (Ollama-shaped under `/api`), including
+ones FastAPI raises itself.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
     from starlette.exceptions import HTTPException as StarletteHTTPException
     from starlette.responses import JSONResponse
 
-    from . import agents_api, api, jobs, openai_api, openai_responses, ui
+    from . import agents_api, api, jobs, ollama_api, openai_api, openai_responses, ui
+    from .keep_alive import KeepAlive
 
     settings = settings or (processor.settings if processor is not None else load_settings())
     owns = processor is None
@@ -43,7 +45,9 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
 
     @asynccontextmanager
     async def lifespan(app: Any) -> Any:
+        keep_alive.start()  # on the server's loop: unloads idle local models (the Ollama API's keep_alive)
         yield
+        await keep_alive.aclose()
         await state.jobs.aclose()
         if owns:
             await processor.aclose()
@@ -56,6 +60,8 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
     state = ServerState(processor=processor, settings=settings, gate=gate, jobs=None, owns_processor=owns)
     state.jobs = jobs.JobManager(state)
     app.state.hybrid = state
+    keep_alive = KeepAlive(processor, settings.keep_alive_s)
+    app.state.keep_alive = keep_alive
 
     def error_response(exc: BaseException) -> Any:
         status, payload, headers = classify(exc)
@@ -85,6 +91,7 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
     app.include_router(api.router)
     app.include_router(openai_api.router)
     app.include_router(openai_responses.router)
+    app.include_router(ollama_api.router)
     app.include_router(jobs.router)
     app.include_router(agents_api.router)
     ui.mount(app, state)
@@ -94,7 +101,7 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
 
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "Content-Type"])
-    return GuardMiddleware(app, state, error_response)
+    return GuardMiddleware(app, state, error_response, ollama_api.error_response)
 
 
 class GuardMiddleware:
@@ -104,10 +111,11 @@ class GuardMiddleware:
     hot path stays a few attribute lookups.
     """
 
-    def __init__(self, app: Any, state: ServerState, error_response: Any) -> None:
+    def __init__(self, app: Any, state: ServerState, error_response: Any, ollama_error_response: Any) -> None:
         self.app = app
         self.state = state
         self.error_response = error_response
+        self.ollama_error_response = ollama_error_response  # Ollama's {"error": "..."} shape under /api/
         self._keys = [k.get_secret_value().encode() for k in state.settings.api_keys]
         limit = state.settings.max_upload_bytes
         self._limit = limit + limit // 3 + _JSON_OVERHEAD
@@ -128,9 +136,12 @@ class GuardMiddleware:
                 started[0] = True
             await send(message)
 
+        path: str = scope["path"]
+        ollama = path.startswith("/api/")
         try:
-            path: str = scope["path"]
-            if self._keys and path.startswith("/v1/") and not self._authorized(scope):
+            # API keys guard both APIs; /api/version stays open, as Ollama clients probe it to find a server.
+            guarded = path.startswith("/v1/") or (ollama and path != "/api/version")
+            if self._keys and guarded and not self._authorized(scope):
                 raise HTTPProblem(401, "missing or invalid API key (send 'Authorization: Bearer KEY')",
                                   code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
             headers = dict(scope.get("headers") or [])
@@ -141,7 +152,7 @@ class GuardMiddleware:
         except Exception as exc:  # noqa: BLE001 - every failure becomes an OpenAI-shaped error
             if started[0]:
                 return  # already answered (Starlette's last-resort handler re-raises after responding)
-            response = self.error_response(exc)
+            response = (self.ollama_error_response if ollama else self.error_response)(exc)
             status_box[0] = response.status_code
             await response(scope, receive, send)
         finally:
