@@ -146,11 +146,17 @@ def test_generate_maps_images_system_and_options(serve: Callable[..., Any]) -> N
 
     client.generate(model="fastvlm", prompt="No limit asked", options={"num_predict": -1})
     assert local.calls[-1].options.max_tokens == proc.settings.max_tokens_limit  # Ollama's -1: no limit of its own
-    client.generate(model="gemini", prompt="As JSON", format="json")
-    assert proc.backend("gemini").calls[-1].options.json_schema == {"type": "object"}
+    gemini = proc.backend("gemini")
+    before = len(gemini.calls)
+    with pytest.raises(ollama.ResponseError) as prose:  # the fake answers prose: asked again once, then a 502
+        client.generate(model="gemini", prompt="As JSON", format="json", stream=False)
+    assert prose.value.status_code == 502 and len(gemini.calls) == before + 2
+    assert gemini.calls[-1].options.json_schema == {"type": "object"}
     schema = {"type": "object", "properties": {"colour": {"type": "string"}}, "required": ["colour"]}
-    client.generate(model="gemini", prompt="As JSON", format=schema)
-    assert proc.backend("gemini").calls[-1].options.json_schema == schema
+    getattr(gemini, "inner", gemini)._fn = lambda _req: 'Here it is: {"colour": "red"}'  # behind the egress gate
+    out = client.generate(model="gemini", prompt="As JSON", format=schema, stream=False)
+    assert json.loads(out.response) == {"colour": "red"}  # the JSON alone, checked against the schema
+    assert gemini.calls[-1].options.json_schema == schema
 
 
 def test_a_second_turn_carries_the_first_with_its_image(serve: Callable[..., Any]) -> None:

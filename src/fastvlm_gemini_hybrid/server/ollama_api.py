@@ -36,7 +36,7 @@ from .errors import HTTPProblem, classify
 from .jsonbody import json_loads
 from .keep_alive import KeepAlive, parse_keep_alive
 from .media import parse_bool
-from .openai_api import HYBRID, to_request
+from .openai_api import HYBRID, answer, to_request
 from .state import ServerState
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ async def _answer(request: Request, state: ServerState, body: dict[str, Any], tu
         response.headers["content-type"] = NDJSON
         return response
     async with state.gate.slot():
-        result = await state.processor.arun(req)
+        result = await answer(state, req)  # `format` asked for JSON: checked and retried as the OpenAI API does
     _used(keep_alive, result, keep)
     return JSONResponse(_line(name, chat, result.response, **_done(result)))
 
