@@ -5,6 +5,10 @@ Kinds: `batch` (one prompt over many uploaded images), `video` (sampled frames, 
 minutes, so a client must be able to disconnect and come back; every event is kept (bounded) and
 replayed from `Last-Event-ID`. Uploaded clips are spooled to a temporary file and removed when the
 job ends unless `keep_uploads` is set. Model calls from jobs go through the same gate as requests.
+
+This module is the kinds' work and the routes; job_manager.py runs jobs and job_store.py keeps their
+state: this process's memory for `serve`, one Ray actor per application for `serve --ray`, where the
+replica that accepted a job runs it and every replica answers its URLs (DELETE included).
 """
 
 from __future__ import annotations
@@ -12,11 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -28,8 +28,10 @@ from ..files import private_dir
 from ..types import Attachment
 from . import sse
 from .api import state_of
-from .errors import HTTPProblem, classify
+from .errors import classify
 from .inputs import read_input, request_from
+from .job_manager import MAX_ACTIVE, Job, JobManager
+from .job_store import MAX_EVENTS, MAX_JOBS
 from .media import attachment_from_bytes, parse_bool, parse_number
 from .state import ServerState
 
@@ -37,106 +39,12 @@ if TYPE_CHECKING:
     from ..types import Request as HybridRequest
     from ..types import Result, RouteDecision
 
+__all__ = ["MAX_ACTIVE", "MAX_EVENTS", "MAX_JOBS", "Job", "JobManager", "LoopBridge", "manager", "router"]
+
 router = APIRouter()
 KINDS = ("batch", "video", "surveillance")
-MAX_EVENTS = 10_000
-MAX_JOBS = 100
-MAX_ACTIVE = 4
 DEFAULT_BATCH_SIZE = 4  # images per forward pass on a backend that batches (as `fastvlm-hybrid batch`)
 MAX_BATCH_SIZE = 64
-
-
-@dataclass
-class Job:
-    id: str
-    kind: str
-    state: str = "queued"  # queued, running, succeeded, failed, cancelled
-    done: int = 0
-    total: int | None = None
-    results: list[dict[str, Any]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    error: dict[str, Any] | None = None
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    dropped_events: int = 0
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("queued", "running")
-
-    def emit(self, event: dict[str, Any]) -> None:
-        if len(self.events) < MAX_EVENTS:
-            self.events.append(event)
-        else:
-            self.dropped_events += 1
-        self.changed.set()
-
-    def to_dict(self, results: bool = True) -> dict[str, Any]:
-        out = {"id": self.id, "kind": self.kind, "state": self.state,
-               "progress": {"done": self.done, "total": self.total}, "error": self.error,
-               "created": self.created, "finished": self.finished, "events": len(self.events),
-               "urls": {"self": f"/v1/jobs/{self.id}", "events": f"/v1/jobs/{self.id}/events"}}
-        if results:
-            out["results"] = self.results
-        return out
-
-
-class JobManager:
-    """Holds at most MAX_JOBS jobs (the oldest finished ones are forgotten) and runs MAX_ACTIVE at once."""
-
-    def __init__(self, state: ServerState) -> None:
-        self.state = state
-        self.jobs: dict[str, Job] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(("queued", "running", "succeeded", "failed", "cancelled"), 0)
-        for job in self.jobs.values():
-            out[job.state] += 1
-        return out
-
-    def get(self, job_id: str) -> Job:
-        job = self.jobs.get(job_id)
-        if job is None:
-            raise HTTPProblem(404, f"no job {job_id!r}", code="job_not_found")
-        return job
-
-    def submit(self, kind: str, work: Callable[[Job], Any]) -> Job:
-        if sum(j.active for j in self.jobs.values()) >= MAX_ACTIVE:
-            raise HTTPProblem(503, f"{MAX_ACTIVE} jobs are already running; retry later", code="overloaded",
-                              type_="server_error", headers={"Retry-After": "5"})
-        finished = sorted((j for j in self.jobs.values() if not j.active), key=lambda j: j.created)
-        while len(self.jobs) >= MAX_JOBS and finished:
-            self.jobs.pop(finished.pop(0).id, None)
-        job = Job(id=uuid.uuid4().hex[:16], kind=kind)
-        self.jobs[job.id] = job
-        task = asyncio.ensure_future(self._run(job, work))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return job
-
-    async def _run(self, job: Job, work: Callable[[Job], Any]) -> None:
-        job.state = "running"
-        job.emit({"type": "state", "state": "running"})
-        try:
-            await work(job)
-            job.state = "cancelled" if job.cancel.is_set() else "succeeded"
-        except asyncio.CancelledError:
-            job.state = "cancelled"
-        except Exception as exc:  # noqa: BLE001 - a job's failure is its result, never the server's
-            _status, payload, _ = classify(exc)
-            job.state, job.error = "failed", payload["error"]
-        job.finished = time.time()
-        job.emit({"type": "state", "state": job.state, "error": job.error})
-
-    async def aclose(self) -> None:
-        for job in self.jobs.values():
-            job.cancel.set()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 def manager(state: ServerState) -> JobManager:
@@ -185,7 +93,8 @@ async def create_job(request: Request) -> Any:
         batch_size = DEFAULT_BATCH_SIZE if batch_size is None else batch_size
         if not 1 <= batch_size <= MAX_BATCH_SIZE:
             raise BadInputError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}")
-        job = manager(state).submit(kind, lambda job: _batch(state, job, atts, requests, concurrency, batch_size))
+        job = await manager(state).asubmit(
+            kind, lambda job: _batch(state, job, atts, requests, concurrency, batch_size))
     else:
         if len(files) != 1:
             raise BadInputError(f"a {kind} job takes exactly one video file")
@@ -194,7 +103,7 @@ async def create_job(request: Request) -> Any:
         if att.kind != "video":
             raise BadInputError(f"{name} is not a video ({att.mime})")
         work = _video(state, fields) if kind == "video" else _surveil(state, fields)
-        job = manager(state).submit(kind, lambda job: _in_thread(state, job, att, work))
+        job = await manager(state).asubmit(kind, lambda job: _in_thread(state, job, att, work))
     return JSONResponse(job.to_dict(results=False), status_code=202)
 
 
@@ -311,34 +220,18 @@ def _surveil(state: ServerState, fields: dict[str, Any]) -> Callable[..., None]:
 
 @router.get("/v1/jobs/{job_id}")
 async def get_job(job_id: str, request: Request) -> Any:
-    return manager(state_of(request)).get(job_id).to_dict()
+    return await manager(state_of(request)).read(job_id)
 
 
 @router.delete("/v1/jobs/{job_id}")
 async def cancel_job(job_id: str, request: Request) -> Any:
-    job = manager(state_of(request)).get(job_id)
-    job.cancel.set()
-    return job.to_dict(results=False)
+    return await manager(state_of(request)).cancel(job_id)
 
 
 @router.get("/v1/jobs/{job_id}/events")
 async def job_events(job_id: str, request: Request) -> Any:
-    job = manager(state_of(request)).get(job_id)
-    start = parse_number(request.headers.get("last-event-id"), "Last-Event-ID")
-    start = 0 if start is None else start + 1
-
-    async def stream() -> AsyncIterator[bytes]:
-        i = start
-        while True:
-            job.changed.clear()
-            while i < len(job.events):
-                yield sse.event(job.events[i], id_=i)
-                i += 1
-            if not job.active and i >= len(job.events):
-                return
-            try:
-                await asyncio.wait_for(job.changed.wait(), timeout=15.0)
-            except (asyncio.TimeoutError, TimeoutError):
-                yield sse.KEEPALIVE
-
-    return StreamingResponse(stream(), media_type="text/event-stream", headers=sse.HEADERS)
+    jobs = manager(state_of(request))
+    last = parse_number(request.headers.get("last-event-id"), "Last-Event-ID")
+    await jobs.read(job_id, results=False)  # 404 (or 503) before the stream starts
+    stream = jobs.stream(job_id, -1 if last is None else last)
+    return StreamingResponse(stream, media_type="text/event-stream", headers=sse.HEADERS)

@@ -9,10 +9,15 @@ Python GIL shared across replicas), Ray's proxy spreads requests across replicas
 is unchanged because every replica runs `create_app()` as its ASGI ingress (streaming, lifespan,
 errors and all). Every response carries `X-Hybrid-Replica` so operators (and the tests) can see
 which replica answered. Ray is the optional `ray` extra.
+
+Jobs: every replica's job manager keeps job state in the application's one named Ray actor
+(job_store.py) instead of its own memory, so `/v1/jobs/{id}`, its events and DELETE answer alike
+from every replica, and the limit on running jobs is the application's.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -22,6 +27,8 @@ from .._optional import require
 from ..config import Settings, load_settings
 from ..errors import BadInputError
 from ..metrics_export import MULTIPROC_ENV, multiprocess_directory
+
+log = logging.getLogger(__name__)
 
 REPLICA_HEADER = b"x-hybrid-replica"
 
@@ -68,9 +75,30 @@ def build_deployment(
             from . import create_app
 
             processor = self.factory(self.settings) if self.factory is not None else None
-            return ReplicaHeader(create_app(processor, settings=self.settings), _replica_id())
+            return ReplicaHeader(with_ray_jobs(create_app(processor, settings=self.settings)), _replica_id())
 
     return HybridReplica.bind(settings_payload(settings), processor_factory, metrics_dir)
+
+
+def with_ray_jobs(app: Any) -> Any:
+    """`app` with its job manager on the application's Ray job store instead of this process's memory.
+
+    Swapped before the app serves anything (its lifespan closes whichever manager it has then).
+    Outside a Serve replica there is no application to share jobs with: the memory store stays.
+    """
+    from .job_manager import JobManager
+    from .job_store import RayJobStore, actor_name
+
+    try:
+        from ray import serve
+
+        app_name = serve.get_replica_context().app_name
+    except Exception:  # noqa: BLE001 - not in a replica (or a Ray without the context): nothing to share
+        log.warning("no Ray Serve replica context: jobs stay in this process's memory")
+        return app
+    state = app.state  # the app's ServerState (GuardMiddleware's own attribute)
+    state.jobs = JobManager(state, RayJobStore(actor_name(app_name)))
+    return app
 
 
 class ReplicaHeader:
