@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(7 * 24 * 3600.0, ge=0)
     cache_max_bytes: int = Field(256 * 1024 * 1024, ge=0, description="the disk cache's size cap; oldest rows go first")
     audit_enabled: bool = True
+    log_answers: bool = Field(
+        True, description="keep answers in home/answers.sqlite3 for `fastvlm-hybrid logs` (sensitive ones keep no text)"
+    )
     user: str | None = Field(None, description="recorded in the audit trail")
 
     # server

@@ -116,3 +116,14 @@ def live_server(app_factory: Callable[..., Any]) -> Callable[..., LiveServer]:
     yield start  # type: ignore[misc]
     for srv in servers:
         srv.__exit__()
+
+
+@pytest.fixture
+def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The standard temp folder, pointed at an empty directory so a test can see what a run or a job leaves."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,15 +25,6 @@ CAPTION = {"caption": "A grey square.", "alt_text": "Grey square", "alt_text_lon
            "tags": ["grey"]}
 RECEIPT = {"document_type": "receipt", "text": "TOTAL 3.00", "fields": [{"label": "total", "value": "3.00"}],
            "line_items": [], "total": 3.0}
-
-
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The standard temp folder, pointed at an empty directory so a test can see what a run leaves."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 @pytest.fixture

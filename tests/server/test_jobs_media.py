@@ -7,7 +7,6 @@ expected events are derived, not typed in.
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,15 +27,6 @@ from .conftest import API_COLOR, API_SIZE, assert_error
 def walker_clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = tmp_path_factory.mktemp("clips") / "walker.mp4"
     return synth.make_clip(path, 12.0, synth.walker()).read_bytes()
-
-
-@pytest.fixture
-def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the standard temp folder at an empty directory so the test can see what a job leaves."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
 
 
 def run_job(client: Any, data: dict[str, str], clip: bytes, name: str = "walker.mp4") -> tuple[str, list[dict]]:

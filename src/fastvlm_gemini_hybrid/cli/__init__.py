@@ -1,7 +1,8 @@
 """The `fastvlm-hybrid` command. Each command group lives in its own `*_cmd.py` module that
 exposes `register(subparsers)`; handlers return an exit code or raise a `HybridError`.
 
-Nothing heavy is imported here: `--help` and `route` must start in well under half a second.
+Nothing heavy is imported here: `--help` and `route` must start in well under half a second. Shell
+completion (argcomplete, optional) is loaded only when the shell asks for completions (`_ARGCOMPLETE`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ COMMAND_MODULES = (
     "ask_cmd",
     "route_cmd",
     "batch_cmd",
+    "logs_cmd",
     "video_cmd",
     "medical_cmd",
     "models_cmd",
     "agents_cmd",
     "admin_cmd",
     "serve_cmd",
+    "completion_cmd",
 )
 
 
@@ -54,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
+        if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer and exit
+            from .completion_cmd import autocomplete
+
+            autocomplete(parser)
+            return 1  # only reached without argcomplete installed
         args = parser.parse_args(argv)
         if not getattr(args, "handler", None):
             parser.print_help(sys.stderr)

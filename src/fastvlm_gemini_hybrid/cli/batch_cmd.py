@@ -1,4 +1,7 @@
-"""`batch`: one prompt over many images, bounded concurrency, progress on stderr, resumable JSONL."""
+"""`batch`: one prompt over many images, bounded concurrency, progress on stderr, resumable JSONL.
+
+Takes `ask`'s flags (`-m`, `-s`, `-o KEY VALUE`, `--mode`, ...); every answer also goes to the private
+answer log (`fastvlm-hybrid logs`), sensitive ones without their text."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from .ask_cmd import add_generation_flags, add_request_flags, request_from_args
 from .common import add_json_flag, info
 
 if TYPE_CHECKING:
-    from ..types import Result
+    from ..types import Request, Result
 
 MEDIA_SUFFIXES = {
     ".jpg",
@@ -80,15 +83,18 @@ async def run_batch(args: argparse.Namespace, items: list[str], sink: IO[str]) -
     from tqdm import tqdm
 
     processor = ask_cmd.make_processor(args)
+    log = ask_cmd.open_answer_log(processor)
     counts = {"ok": 0, "failed": 0}
     bar = tqdm(total=len(items), unit="item", file=sys.stderr, disable=args.quiet or None, dynamic_ncols=True)
 
-    def write(item: str, outcome: Result | HybridError) -> None:
+    def write(item: str, outcome: Result | HybridError, request: Request | None = None) -> None:
         row: dict[str, Any] = {"input": item, "prompt": args.prompt}
         if isinstance(outcome, HybridError):
             row.update(ok=False, error={"type": outcome.code, "message": str(outcome)})
         else:
             row.update(ok=not outcome.blocked, **outcome.to_dict())
+            if request is not None:
+                ask_cmd.log_answer(log, outcome, request, "batch")
         sink.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
         sink.flush()
         counts["ok" if row["ok"] else "failed"] += 1
@@ -108,14 +114,17 @@ async def run_batch(args: argparse.Namespace, items: list[str], sink: IO[str]) -
                 except HybridError as exc:
                     write(item, exc)
 
-            def on_result(i: int, outcome: Result | HybridError, names: list[str] = names) -> None:
-                write(names[i], outcome)
+            def on_result(i: int, outcome: Result | HybridError, names: list[str] = names,
+                          requests: list[Request] = requests) -> None:
+                write(names[i], outcome, requests[i])
 
             await processor.arun_many(
                 requests, concurrency=args.concurrency, batch_size=args.batch_size, on_result=on_result,
             )
     finally:
         bar.close()
+        if log is not None:
+            log.close()
         await processor.aclose()
     return counts["ok"], counts["failed"]
 

@@ -1,87 +1,22 @@
-"""`models list|pull|make-tiny` and `bench`: the local models and how fast they run here."""
+"""`models pull|make-tiny` and `bench`, and the `models` command group (list, ps, show and rm live in
+models_inspect.py): the local models and how fast they run here."""
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .common import add_json_flag, emit, info, settings_from_args
+from .models_inspect import SERVER_ENV, _list, _ps, _rm, _show
 
 if TYPE_CHECKING:
-    from ..config import Settings
-
-
-def _size(row: dict[str, Any]) -> str:
-    if row.get("size_bytes"):
-        return f"{row['size_bytes'] / 1e9:.2f} GB"
-    if row.get("approx_size_gb"):
-        return f"~{row['approx_size_gb']:.1f} GB"
-    return "-"
-
-
-def _list(args: argparse.Namespace) -> int:
-    from ..models.catalogue import LICENCE_NOTE, model_status
-
-    settings = settings_from_args(args)
-    rows = model_status(settings.models_dir, settings.local_model)
-    rows += _mlx_rows(settings) + _onnx_rows(settings)
-    lines = [f"{'':2}{'NAME':<28}{'PARAMS':<8}{'SIZE':<11}{'STATUS':<16}WHERE"]
-    for row in rows:
-        mark = "* " if row.get("configured") else "  "
-        status = "downloaded" if row["downloaded"] else "not downloaded"
-        where = row["path"] or f"(fastvlm-hybrid models pull {row['name']})"
-        lines.append(f"{mark}{row['name']:<28}{row['params'] or '-':<8}{_size(row):<11}{status:<16}{where}")
-    lines += [
-        "",
-        "* = configured local model (FASTVLM_HYBRID_LOCAL_MODEL)",
-        f"models directory: {settings.models_dir}",
-        f"note: {LICENCE_NOTE}",
-    ]
-    payload = {
-        "models": rows,
-        "models_dir": str(settings.models_dir),
-        "configured": settings.local_model,
-        "licence_note": LICENCE_NOTE,
-    }
-    emit(args, payload, "\n".join(lines))
-    return 0
-
-
-def _mlx_rows(settings: Settings) -> list[dict[str, Any]]:
-    """MLX catalogue rows, when the `mlx` extra is installed (the catalogue itself needs no MLX)."""
-    from ..models.mlx_catalogue import mlx_model_status
-
-    return [dict(row, params=row.get("params"), configured=False) for row in mlx_model_status(settings.models_dir)]
-
-
-def _onnx_rows(settings: Settings) -> list[dict[str, Any]]:
-    """The ONNX bundles the web UI can run in the browser (`<models>/onnx/<name>`)."""
-    from ..server.onnx_bundle import ONNX_CATALOGUE, bundle_problems
-
-    rows = []
-    for spec in ONNX_CATALOGUE.values():
-        path = settings.models_dir / "onnx" / spec.name
-        ready = path.is_dir() and not bundle_problems(path)
-        rows.append(
-            {
-                "name": spec.name,
-                "backend": "browser",
-                "repo_id": spec.repo_id,
-                "params": "0.5B",
-                "approx_size_gb": spec.approx_mb / 1000,
-                "downloaded": ready,
-                "path": str(path) if ready else None,
-                "size_bytes": None,
-                "configured": False,
-            }
-        )
-    return rows
-
+    pass
 
 def _pull(args: argparse.Namespace) -> int:
     from ..models.catalogue import LICENCE_NOTE
     from ..models.mlx_catalogue import MLX_CATALOGUE
     from ..models.pull import pull, repo_for
+    from ..routing import resolve_local_backend
     from ..server.onnx_bundle import ONNX_CATALOGUE
 
     settings = settings_from_args(args)
@@ -94,7 +29,9 @@ def _pull(args: argparse.Namespace) -> int:
         path = pull_onnx(args.name, dest, progress=not args.json)
         emit(args, {"name": args.name, "path": str(path)}, f"{args.name} is ready at {path} (served to the web UI)")
         return 0
-    if args.name in MLX_CATALOGUE or settings.local_backend == "mlx":
+    # The backend the server will load: local_backend=auto means MLX on Apple Silicon with the mlx extra,
+    # resolved by the same function, so `models pull fastvlm-0.5b` (make run) fetches what `serve` loads.
+    if args.name in MLX_CATALOGUE or resolve_local_backend(settings.local_backend) == "mlx":
         from ..models.mlx_catalogue import pull_mlx
 
         info(f"downloading (and converting if needed) {args.name} for MLX into {settings.models_dir}")
@@ -174,13 +111,29 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    models = sub.add_parser("models", help="local models: list, pull, make-tiny")
+    models = sub.add_parser("models", help="local models: list, ps, show, rm, pull, make-tiny")
     actions = models.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
-    p = actions.add_parser("list", help="catalogue and downloaded models, with size and location")
+    p = actions.add_parser("list", aliases=["ls"], help="catalogue and downloaded models, with size and location")
     add_json_flag(p)
     p.set_defaults(handler=_list)
+
+    p = actions.add_parser("ps", help="models a running server holds (--server), else the downloaded ones")
+    p.add_argument("--server", metavar="URL", help=f"the server to ask (default ${SERVER_ENV}), e.g. http://127.0.0.1:8080")
+    add_json_flag(p)
+    p.set_defaults(handler=_ps)
+
+    p = actions.add_parser("show", help="architecture, size, licence, location and capabilities of a model")
+    p.add_argument("name", help="catalogue name (models list), Hugging Face repo id or directory")
+    add_json_flag(p)
+    p.set_defaults(handler=_show)
+
+    p = actions.add_parser("rm", help="delete a downloaded model from the models directory (asks first)")
+    p.add_argument("name", help="a model `models list` shows as downloaded in the models directory")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    add_json_flag(p)
+    p.set_defaults(handler=_rm)
 
     p = actions.add_parser("pull", help="download a model (resumable, verified) into the models directory")
     p.add_argument(

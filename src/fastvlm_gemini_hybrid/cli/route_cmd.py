@@ -11,14 +11,13 @@ leaves the machine) and names what the pictures show, so `route` predicts what `
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
-from ..errors import BadInputError
-from .common import add_json_flag, emit, settings_from_args
+from ..types import Domain, Latency, Mode
+from .common import DEFAULT_PROMPT_HELP, add_json_flag, emit, enum_flag, settings_from_args
 
 if TYPE_CHECKING:
-    from ..types import Attachment, Request, RouteDecision
+    from ..types import Request, RouteDecision
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,43 +25,33 @@ def register(sub: argparse._SubParsersAction) -> None:
         "route",
         help="show which backends a request would go to, and why (no model call)",
         description="Explain the routing decision for PROMPT: domain, sensitivity, latency class, task, the "
-        "ordered backends and the rules that fired. Nothing is sent to any model.",
+        "ordered backends and the rules that fired. Nothing is sent to any model. The prompt is read as "
+        "`ask` reads it: piped stdin first, '-' for stdin only, optional with an attachment.",
     )
-    p.add_argument("prompt", metavar="PROMPT", help="the question you would ask")
+    p.add_argument("prompt", metavar="PROMPT", nargs="?", default=None,
+                   help=f"the question you would ask; '-' reads stdin; {DEFAULT_PROMPT_HELP}")
     p.add_argument(
         "-a", "--attach", dest="attachments", action="append", default=[], metavar="FILE_OR_URL",
         help="image, video, DICOM file, URL or YouTube link; '-' reads stdin (repeatable)",
     )
-    p.add_argument("--mode", help="local-only, cloud-only, auto (default), parallel, fallback")
-    p.add_argument("--domain", help="medical, financial, legal, security, technical, educational, creative, general")
+    p.add_argument("--mode", **enum_flag(Mode), help="routing mode (default auto, or the settings' default_mode)")
+    p.add_argument("--domain", **enum_flag(Domain), help="domain hint (detected from the prompt when left out)")
     p.add_argument("--sensitive", action="store_true", default=None, help="mark the request sensitive")
-    p.add_argument("--latency", metavar="CLASS", help="realtime, low-latency, normal, batch")
+    p.add_argument("--latency", **enum_flag(Latency), help="latency class hint")
     p.add_argument("--max-latency-ms", type=int, metavar="N", help="latency budget in milliseconds")
-    p.add_argument("--model", help="a backend, backend/model or model name the request pins (as ask --model)")
+    p.add_argument("-m", "--model", help="a backend, backend/model or model name the request pins (as ask --model)")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
 
-def _attachments(refs: list[str]) -> tuple[Attachment, ...]:
-    from ..types import Attachment
-
-    out = []
-    for ref in refs:
-        if ref == "-":
-            data = sys.stdin.buffer.read()
-            if not data:
-                raise BadInputError("-a - was given but stdin is empty")
-            out.append(Attachment.from_bytes(data, name="stdin"))
-        else:
-            out.append(Attachment.parse(ref))
-    return tuple(out)
-
-
 def build_request(args: argparse.Namespace) -> Request:
-    """A Request from the flags; unknown mode/domain/latency values raise BadInputError (exit 2)."""
+    """A Request from the flags and the prompt (stdin, argument, or the attachments' default)."""
     from ..request_builder import build_request as build
+    from .ask_cmd import read_attachments, resolve_prompt
 
-    return build(args.prompt, list(_attachments(args.attachments)), mode=args.mode, domain=args.domain,
+    attachments = read_attachments(args.attachments)
+    prompt = resolve_prompt(args.prompt, attachments, args.attachments)
+    return build(prompt, list(attachments), mode=args.mode, domain=args.domain,
                  sensitive=args.sensitive, latency=args.latency, max_latency_ms=args.max_latency_ms,
                  model=args.model)
 

@@ -36,6 +36,7 @@ __all__ = [
     "configured_backends",
     "detect_signals",
     "load_rules",
+    "resolve_local_backend",
 ]
 
 #: What the router may send to each backend: the catalogue's capabilities (backends/catalogue.py, the
@@ -50,7 +51,7 @@ def _apple_silicon() -> bool:
     return sys.platform == "darwin" and platform.machine() == "arm64"
 
 
-def _local_choice(setting: str) -> str:
+def resolve_local_backend(setting: str) -> str:
     choice = (setting or "auto").strip().lower()
     if choice == "auto":
         # MLX on Apple Silicon when its extra is installed; PyTorch (MPS, CUDA or CPU) everywhere else.
@@ -75,7 +76,7 @@ def configured_backends(settings: Settings) -> list[BackendInfo]:
     """The backends `settings` name, local first: the chosen local backend, an OpenAI-compatible
     server when one is configured, then Gemini (listed unavailable, with the fix, without a key)."""
     overrides = dict(settings.capabilities or {})
-    local = _local_choice(settings.local_backend)
+    local = resolve_local_backend(settings.local_backend)
     names = [local]
     if settings.openai_base_url and "openai" not in names:
         names.append("openai")

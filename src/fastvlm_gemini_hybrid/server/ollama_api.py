@@ -33,7 +33,7 @@ from ..errors import BadInputError, HybridError
 from ..types import Result
 from .api import state_of, stream_response
 from .errors import HTTPProblem, classify
-from .jsonbody import json_loads
+from .jsonbody import json_object
 from .keep_alive import KeepAlive, parse_keep_alive
 from .media import parse_bool
 from .openai_api import HYBRID, answer, to_request
@@ -180,10 +180,7 @@ async def _load(request: Request, state: ServerState, name: str, backend: str | 
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    body = json_loads(await request.body())
-    if not isinstance(body, dict):
-        raise BadInputError("the request body must be a JSON object")
-    return body
+    return json_object(await request.body())
 
 
 def _model(body: dict[str, Any], state: ServerState) -> tuple[str, str | None]:

@@ -80,13 +80,11 @@ async def model(model_id: str, request: Request) -> Any:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Any:
-    from .jsonbody import json_loads
+    from .jsonbody import json_object
 
     state = state_of(request)
     state.gate.reserve()
-    payload = json_loads(await request.body())
-    if not isinstance(payload, dict):
-        raise BadInputError("the request body must be a JSON object")
+    payload = json_object(await request.body())
     refuse_unsupported(payload)
     model = str(payload.get("model") or "hybrid")
     req = await to_request(payload, state)

@@ -33,7 +33,7 @@ from ..types import Result
 from . import sse
 from .api import state_of, stream_response
 from .errors import classify
-from .jsonbody import json_loads
+from .jsonbody import json_object
 from .openai_api import ROLES, Message, answer, hybrid_info, request_from_messages, streamed_json_problem, unsupported
 
 router = APIRouter()
@@ -45,9 +45,7 @@ STORED = ("previous_response_id", "conversation", "prompt", "background")
 async def responses(request: Request) -> Any:
     state = state_of(request)
     state.gate.reserve()
-    payload = json_loads(await request.body())
-    if not isinstance(payload, dict):
-        raise BadInputError("the request body must be a JSON object")
+    payload = json_object(await request.body())
     chat = as_chat(payload)
     req = await request_from_messages(messages_of(payload), chat, state)
     if payload.get("stream"):
