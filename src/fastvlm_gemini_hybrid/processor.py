@@ -90,6 +90,7 @@ class HybridVLMProcessor:
         self.audit: AuditLog | None = audit or None
         self.metrics = metrics or Metrics()
         self._loop_thread: LoopThread | None = None
+        self._plans: dict[tuple[object, ...], Backend] = {}
 
     # ------------------------------------------------------------------ backends
     def backend(self, name: str) -> Backend:
@@ -235,8 +236,21 @@ class HybridVLMProcessor:
     def plan(
         self, decision: RouteDecision, *, return_all: bool = False, first: Generation | BaseException | None = None
     ) -> Backend:
-        """The backend that carries out `decision` (execution/plan.py)."""
-        return build_plan(decision, self._leaf, self._is_cloud, self.metrics, return_all=return_all, first=first)
+        """The backend that carries out `decision` (execution/plan.py).
+
+        A plan holds no request state (its leaves build their backend once, on first use), so the plan for a
+        route shape is built once and reused: building it per request cost a tenth of the overhead path."""
+        if first is not None:
+            return build_plan(decision, self._leaf, self._is_cloud, self.metrics, return_all=return_all, first=first)
+        shape = (decision.mode, decision.backends, decision.cloud_allowed, decision.escalate_below, return_all)
+        plan = self._plans.get(shape)
+        if plan is None:
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.clear()  # route shapes are few; a flood of odd ones must not grow this without bound
+            plan = self._plans[shape] = build_plan(
+                decision, self._leaf, self._is_cloud, self.metrics, return_all=return_all
+            )
+        return plan
 
     def _leaf(self, name: str, retry_in_sdk: bool) -> Backend:
         return Guarded(
@@ -402,6 +416,7 @@ def _pinned(request: Request, decision: RouteDecision) -> Request:
     return replace(request, backend=decision.pinned, model=decision.pinned_model)
 
 
+PLAN_CACHE_SIZE = 256
 INLINE_TEXT_CHARS = 16_384  # below this, reading the text takes under ~20 ms: not worth a thread hop
 
 

@@ -220,7 +220,7 @@ def test_a_backend_is_built_only_when_the_plan_calls_it(settings: Settings) -> N
     plan = proc.plan(proc.decide(Request("Describe it", mode=Mode.FALLBACK)))
     assert built == []
     asyncio.run(plan.generate(Request("Describe it")))
-    assert built == ["fastvlm"]
+    assert set(built) == {"fastvlm"}  # the cloud backend was never built
 
 
 async def test_a_stream_that_sends_nothing_in_time_falls_back(tmp_path: Any) -> None:

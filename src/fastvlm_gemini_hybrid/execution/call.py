@@ -53,7 +53,6 @@ class Guarded(Backend):
     ) -> None:
         self.name = name
         self._resolve = backend  # created on first use: building a backend can load a model or fail
-        self._inner: Backend | None = None
         self.timeout_s = timeout_s
         self.metrics = metrics
         self.inspector = inspector
@@ -61,17 +60,17 @@ class Guarded(Backend):
 
     @property
     def inner(self) -> Backend:
-        if self._inner is None:
-            self._inner = self._resolve()
-        return self._inner
+        # Asked each time (a dict lookup in the processor): plans are reused across requests, and the
+        # processor's backend for a name may be replaced (a test, a reload) between them.
+        return self._resolve()
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
         return self.inner.capabilities
 
-    async def prepare(self, request: Request) -> Request:
-        """The request as this backend gets it: a named model only when it is this backend's, cleared by
-        the egress gate when the backend is off this machine, media converted for what it reads."""
+    async def prepare(self, request: Request) -> tuple[Backend, Request]:
+        """The backend, and the request as it gets it: a named model only when it is this backend's, cleared
+        by the egress gate when the backend is off this machine, media converted for what it reads."""
         inner = self.inner  # built first: a backend that cannot be built (no key) says so before any inspection
         if request.backend is not None and self.name != request.backend and request.model is not None:
             request = replace(request, model=None)
@@ -84,14 +83,14 @@ class Guarded(Backend):
             request = request.flattened()
         request = adapt(inner, request)
         inner.check(request)
-        return request
+        return inner, request
 
     async def generate(self, request: Request) -> Generation:
-        request = await self.prepare(request)
+        inner, request = await self.prepare(request)
         start = time.perf_counter()
         try:
             with contextlib.nullcontext() if self.retry_in_sdk else sdk_retries(0):
-                gen = await asyncio.wait_for(self.inner.generate(request), timeout=self.timeout_s)
+                gen = await asyncio.wait_for(inner.generate(request), timeout=self.timeout_s)
         except BaseException as exc:  # typed, counted and re-raised
             failure = self._failed(exc, "call", start)
             if failure is exc:
@@ -105,12 +104,12 @@ class Guarded(Backend):
 
         With stop sequences, text that could be the start of one is held back until the next piece says
         whether it is; the first complete one ends the answer and closes the backend's stream."""
-        request = await self.prepare(request)
+        inner, request = await self.prepare(request)
         start = time.perf_counter()
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         pieces: list[str] = []
         watch = StopWatch(request.options.stop)
-        iterator = self.inner.stream(request).__aiter__()
+        iterator = inner.stream(request).__aiter__()
         try:
             while True:
                 try:
@@ -136,7 +135,7 @@ class Guarded(Backend):
         finally:
             with contextlib.suppress(Exception):
                 await iterator.aclose()  # type: ignore[attr-defined]
-        gen = Generation(text="".join(pieces), model=request.model or self.inner.default_model, backend=self.name,
+        gen = Generation(text="".join(pieces), model=request.model or inner.default_model, backend=self.name,
                          finish_reason="stop" if watch.stopped else None)
         self._succeeded(gen, "stream", start)
         yield gen
