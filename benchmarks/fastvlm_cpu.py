@@ -16,6 +16,12 @@ machine's noise falls on all alike; ratios are medians of per-run ratios. Peak R
 process per configuration. Figures: TTFT (image bytes to first
 token, preprocessing included), vision encode, decode tokens/s, follow-up TTFT on the same image.
 Goals (issue): TTFT <= 0.8x plain, decode >= 1.0x plain, follow-up <= 0.3x TTFT.
+
+Then the limits, measured in one more process on this machine (models/roofline.py; `--no-roofline` skips
+it): decode tokens/s as a share of the bandwidth roofline (copy bandwidth / the language model's weight
+bytes per token in each format, counted from the model's parameters), and the vision encoder's achieved
+FLOP/s (FlopCounterMode FLOPs of one encode at the benchmark's input size / the best encode time) as a
+share of the measured matmul peak in that dtype.
 """
 
 from __future__ import annotations
@@ -187,6 +193,34 @@ def worker_rss(model_dir: Path, name: str) -> dict[str, Any]:
     return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
+def worker_roofline(model_dir: Path, names: list[str]) -> dict[str, Any]:
+    """The limits on this machine and what they are divided into: copy bandwidth, matmul peak per dtype,
+    the language model's weight bytes per token per format and the FLOPs of one vision encode, counted on
+    a meta-device copy of the model (its parameters' shapes, no weights) at the processor's input size."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+
+    from fastvlm_gemini_hybrid.models import roofline
+
+    config = AutoConfig.from_pretrained(model_dir)
+    with torch.device("meta"):
+        model = AutoModelForImageTextToText.from_config(config)
+    crop = AutoProcessor.from_pretrained(model_dir).image_processor.crop_size
+    size = (int(crop["height"]), int(crop["width"]))
+    formats = sorted({name.split("-")[1] for name in names})
+    dtypes = sorted({"bfloat16" if fmt == "bf16" else "float32" for fmt in formats})  # int8 keeps fp32 convs
+    buffer = max(4 * roofline.last_level_cache_bytes(), 256 * 2**20)
+    return {
+        "threads": torch.get_num_threads(),
+        "buffer_bytes": buffer,
+        "bandwidth_gbs": roofline.memory_bandwidth_gbs(size_bytes=buffer),
+        "matmul_peak_gflops": {d: roofline.matmul_peak_gflops(d) for d in dtypes},
+        "weight_bytes_per_token": {fmt: roofline.decode_weight_bytes(model, fmt) for fmt in formats},
+        "vision_flops": roofline.vision_flops(model, size),
+        "image_size": list(size),
+    }
+
+
 # ---------------------------------------------------------------------------- parent: run, then report
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
@@ -248,6 +282,42 @@ def report(results: dict[str, Any], rss: dict[str, float], load_before: float, l
           f"{load_before:.2f} before, {load_after:.2f} after, on {os.cpu_count()} CPUs")
 
 
+def report_roofline(results: dict[str, Any], roof: dict[str, Any]) -> None:
+    """Decode against the bandwidth roofline and vision encode against the matmul peak, per configuration
+    (best runs: contention only slows, and the limits are best-of-N too)."""
+    from fastvlm_gemini_hybrid.models.roofline import decode_roofline, share
+
+    bw, peaks = roof["bandwidth_gbs"], roof["matmul_peak_gflops"]
+    peak_text = ", ".join(f"{d} {g:.4g}" for d, g in peaks.items())
+    print(f"\nroofline (measured after the timing, {roof['threads']} threads): copy bandwidth {bw:.1f} GB/s "
+          f"read+write (best of 5, {roof['buffer_bytes'] / 2**20:.0f} MiB buffer); matmul peak GFLOP/s: {peak_text}")
+    print("  decode: weights read per token = the language model's parameter bytes in that format (the input")
+    print("  embedding table left out unless the head shares it); roofline = bandwidth / those bytes")
+    print(f"  {'':<14}{'weights/token':>15}{'roofline tok/s':>16}{'decode best':>13}{'share':>8}")
+    for name, result in results.items():
+        fmt = name.split("-")[1]
+        wbytes = roof["weight_bytes_per_token"].get(fmt)
+        decode = result["samples"].get("decode_tok_s")
+        if not wbytes or not decode:
+            continue
+        limit = decode_roofline(wbytes, bw)
+        size = f"{wbytes / 1e9:.2f} GB" if wbytes >= 1e8 else f"{wbytes / 1e6:.2f} MB"
+        print(f"  {name:<14}{size:>15}{limit:>16.1f}{max(decode):>13.2f}"
+              f"{share(max(decode), limit):>8.0%}")
+    height, width = roof["image_size"]
+    print(f"  vision encode: {roof['vision_flops'] / 1e9:.4g} GFLOP per {width}x{height} picture (FlopCounterMode: "
+          f"matmuls and convolutions); int8 runs its convolutions in fp32")
+    print(f"  {'':<14}{'encode best (s)':>16}{'GFLOP/s':>10}{'matmul peak':>13}{'share':>8}")
+    for name, result in results.items():
+        vision = result["samples"].get("vision_s")
+        dtype = "bfloat16" if name.endswith("bf16") else "float32"
+        if not vision or dtype not in peaks or min(vision) <= 0:
+            continue
+        achieved = roof["vision_flops"] / min(vision) / 1e9
+        print(f"  {name:<14}{min(vision):>16.3f}{achieved:>10.2f}{peaks[dtype]:>13.2f}"
+              f"{share(achieved, peaks[dtype]):>8.0%}")
+
+
 def _follow(result: dict[str, Any]) -> str:
     s = result["samples"]
     ratios = [f / t for f, t in zip(s["followup_ttft_s"], s["ttft_s"], strict=False) if t]
@@ -272,6 +342,7 @@ def main() -> int:
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {CONFIGS}")
     parser.add_argument("--no-rss", action="store_true", help="skip the per-configuration peak-RSS processes")
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "fastvlm-0.5b-random")
+    parser.add_argument("--no-roofline", action="store_true", help="skip measuring bandwidth and matmul peak")
     parser.add_argument("--json", action="store_true", help="print the raw results as JSON at the end")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -280,6 +351,9 @@ def main() -> int:
     names = [c for c in args.configs.split(",") if c] + (["ours-int8"] if args.int8 else [])
     if args.worker == "timing":
         print(json.dumps(worker_timing(args.model_dir, names, args.runs, args.tokens)))
+        return 0
+    if args.worker == "roofline":
+        print(json.dumps(worker_roofline(args.model_dir, names)))
         return 0
     if args.worker:
         print(json.dumps(worker_rss(args.model_dir, args.worker)))
@@ -294,9 +368,15 @@ def main() -> int:
         for name in names:
             print(f"peak RSS of {name} on its own ...", file=sys.stderr)
             rss[name] = _child(args, "--worker", name)["peak_rss_gib"]
+    roof: dict[str, Any] | None = None
+    if not args.no_roofline:
+        print("measuring copy bandwidth and matmul peak ...", file=sys.stderr)
+        roof = _child(args, "--worker", "roofline", "--configs", ",".join(names))
     report(results, rss, load_before, load_after)
+    if roof is not None:
+        report_roofline(results, roof)
     if args.json:
-        print(json.dumps({"timing": results, "peak_rss_gib": rss}))
+        print(json.dumps({"timing": results, "peak_rss_gib": rss, "roofline": roof}))
     return 0
 
 
