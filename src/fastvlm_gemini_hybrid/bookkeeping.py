@@ -3,11 +3,14 @@
     cached_result  the first backend of the route with a cached answer (counted hit or miss)
     store_result   an answer worth keeping (not blocked, not cut short); sensitive ones in memory only
     audit_record   the record's fields: hashes, route, outcome, privacy categories (never values)
+    durable        the wait until a record is on disk (each answer waits for its own)
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from .errors import EgressRefusedError, HybridError
@@ -94,6 +97,16 @@ def audit_record(
     )
 
 
+async def durable(future: Future[None] | None) -> None:
+    """Wait, without blocking the loop, until an audit record is on disk; `AuditWriteError` if it cannot be.
+
+    Shielded: a client that hangs up cancels this wait, and `wrap_future` would pass the cancellation on to
+    the writer's future, which belongs to the writer thread and to the group it was written with.
+    """
+    if future is not None:
+        await asyncio.shield(asyncio.wrap_future(future))
+
+
 def privacy_summary(decision: RouteDecision | None, error: HybridError | None) -> dict[str, Any] | None:
     """The gate's verdict and the categories it found, for the audit trail (never values or places)."""
     privacy = decision.privacy if decision is not None else None
@@ -106,4 +119,4 @@ def privacy_summary(decision: RouteDecision | None, error: HybridError | None) -
     return {"verdict": privacy.get("verdict"), "categories": kinds, "redacted": bool(privacy.get("redactions"))}
 
 
-__all__ = ["audit_record", "cached_result", "privacy_summary", "store_result"]
+__all__ = ["audit_record", "cached_result", "durable", "privacy_summary", "store_result"]

@@ -31,7 +31,7 @@ from .audit import AuditLog
 from .backends.base import Backend
 from .backends.catalogue import routable
 from .backends.registry import create_backend
-from .bookkeeping import audit_record, cached_result, store_result
+from .bookkeeping import audit_record, cached_result, durable, store_result
 from .cache import ResultCache
 from .cache import cache_key as make_cache_key
 from .config import Settings, load_settings
@@ -147,11 +147,11 @@ class HybridVLMProcessor:
             if result is None:
                 plan = self.plan(decision, return_all=return_all, first=first)
                 result = self._result(request, decision, await plan.generate(request))
-            result, durable = self._finish(request, result, start)
+            result, on_disk = self._finish(request, result, start)
         except HybridError as exc:
             self._audit(request, decision, error=exc, latency_ms=(time.perf_counter() - start) * 1000.0)
             raise
-        await _durable(durable)  # the answer waits for its record (group commit keeps this cheap)
+        await durable(on_disk)  # the answer waits for its record (group commit keeps this cheap)
         return result
 
     async def astream(self, request: Request) -> AsyncIterator[str | Result]:
@@ -174,11 +174,11 @@ class HybridVLMProcessor:
                         yield item
                 assert final is not None  # stream_answer always ends with the whole answer
                 result = self._result(request, decision, final)
-            result, durable = self._finish(request, result, start)
+            result, on_disk = self._finish(request, result, start)
         except HybridError as exc:
             self._audit(request, decision, error=exc, latency_ms=(time.perf_counter() - start) * 1000.0)
             raise
-        await _durable(durable)
+        await durable(on_disk)
         yield result
 
     def run(self, request: Request, *, return_all: bool = False) -> Result:
@@ -422,16 +422,6 @@ INLINE_TEXT_CHARS = 16_384  # below this, reading the text takes under ~20 ms: n
 
 def _text_size(request: Request) -> int:
     return len(request.prompt) + len(request.options.system or "") + sum(len(t.text) for t in request.history)
-
-
-async def _durable(future: Future[None] | None) -> None:
-    """Wait, without blocking the loop, until an audit record is on disk; `AuditWriteError` if it cannot be.
-
-    Shielded: a client that hangs up cancels this wait, and `wrap_future` would pass the cancellation on to
-    the writer's future, which belongs to the writer thread and to the group it was written with.
-    """
-    if future is not None:
-        await asyncio.shield(asyncio.wrap_future(future))
 
 
 __all__ = ["HybridVLMProcessor", "build_request"]

@@ -12,7 +12,7 @@ import concurrent.futures
 from pathlib import Path
 
 from fastvlm_gemini_hybrid.audit import AuditLog
-from fastvlm_gemini_hybrid.processor import _durable
+from fastvlm_gemini_hybrid.bookkeeping import durable
 
 
 def test_a_cancelled_waiter_does_not_stop_the_writer(tmp_path: Path) -> None:
@@ -33,7 +33,7 @@ def test_cancelling_the_wait_leaves_the_record_to_the_writer(tmp_path: Path) -> 
 
     async def scenario() -> list[concurrent.futures.Future[None]]:
         futures = [log.submit({"type": "request", "request_id": f"r{i}"})[1] for i in range(8)]
-        waits = [asyncio.create_task(_durable(f)) for f in futures]
+        waits = [asyncio.create_task(durable(f)) for f in futures]
         await asyncio.sleep(0.01)
         for task in waits[::2]:  # half the clients hang up while their group lingers
             task.cancel()
