@@ -66,17 +66,21 @@ def test_drag_and_drop_is_answered_through_the_server(
         }""",
         data,
     )
-    page.locator("#route", has_text="answered by").wait_for()
-    assert page.text_content("#answer").strip() == f"a image/png of {len(data)} bytes"
-    assert "fastvlm" in page.text_content("#route")
-    assert "path: server" in page.text_content("#timing")
-    assert page.text_content("#m-count") == "1"
+    assert page.locator("#previews .chip").count() == 1  # dropped files wait in the composer for Send
+    page.click("#ask")
+    answer = page.locator(".msg.assistant").last
+    answer.locator(".badge").wait_for()
+    answer.locator(".route", has_text="answered by").wait_for(state="attached")
+    assert answer.locator(".text").text_content().strip() == f"a image/png of {len(data)} bytes"
+    assert "fastvlm" in answer.locator(".route").text_content()
+    assert "path: server" in answer.locator(".timing").text_content()
+    assert page.locator(".msg.assistant").count() == 1
     call = proc.backend("fastvlm").calls[-1]
     assert call.sensitive is True and call.prompt == "What is this?"
     assert proc.backend("gemini").calls == []
     hosts = {urlparse(u).hostname for u in seen if urlparse(u).scheme.startswith("http")}
     assert hosts == {"127.0.0.1"}, seen
-    assert any(u.endswith("/v1/analyze") for u in seen)
+    assert any(u.endswith("/v1/chat/completions") for u in seen)
 
 
 def poll(page: Any, expression: str, timeout_s: float = 10.0) -> None:
@@ -126,16 +130,19 @@ def test_phone_camera_live_analysis_goes_through_the_server(
     page.locator("#status", has_text="fastvlm (local): ready").wait_for()
     # laid out for the phone: nothing wider than the screen
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    page.fill("#prompt", "Anything moving?")
+    page.tap("#open-settings")
     page.select_option("#mode", "local-only")
+    page.tap("#close-settings")
+    page.tap("#nav >> text=Live camera")
+    page.fill("#cam-prompt", "Anything moving?")
     page.tap("#camera")
     poll(page, "document.getElementById('cam').readyState >= 2 && !document.getElementById('cam').hidden")
-    page.fill("#every", "1")
+    page.select_option("#every", "1")
     page.check("#live")
-    poll(page, "Number(document.getElementById('m-count').textContent) >= 2", timeout_s=20)
+    poll(page, "Number(document.getElementById('cam-count').textContent) >= 2", timeout_s=20)
     page.uncheck("#live")
-    assert page.text_content("#answer").startswith("frame ") and "image/jpeg" in page.text_content("#answer")
-    assert "fastvlm" in page.text_content("#route") and "path: server" in page.text_content("#timing")
+    assert page.text_content("#caption").startswith("frame ") and "image/jpeg" in page.text_content("#caption")
+    assert "fastvlm" in page.text_content("#cam-route") and page.text_content("#cam-path") == "server"
     width, height = page.evaluate("(v => [v.videoWidth, v.videoHeight])(document.getElementById('cam'))")
     assert width > 0 and sizes[0] == (width, height)  # the captured frame is the camera's picture, full size
     calls = proc.backend("fastvlm").calls

@@ -255,14 +255,23 @@ def open_ui(browser: Any, url: str, seen: list[str]) -> Any:
 
 
 def ask(page: Any, engine: str, max_tokens: int, timeout_s: float = 60) -> dict[str, str]:
-    page.select_option("#engine", engine)
+    page.select_option("#model", f"browser:{engine}")
+    page.click("#open-settings")
     page.fill("#max-tokens", str(max_tokens))
+    page.click("#close-settings")
     page.fill("#prompt", PROMPT)
     green = {"name": "green.png", "mimeType": "image/png", "buffer": picture(GREEN, SIDE)}
     page.set_input_files("#files", files=[green])
     page.click("#ask")
-    page.locator("#timing", has_text="path: ").wait_for(timeout=timeout_s * 1000)
-    return {k: page.text_content(f"#{k}") or "" for k in ("answer", "route", "timing", "fallback", "error", "webgpu")}
+    answer = page.locator(".msg.assistant").last
+    answer.locator(".timing", has_text="path: ").wait_for(state="attached", timeout=timeout_s * 1000)
+
+    def text(selector: str) -> str:
+        found = answer.locator(selector)
+        return (found.text_content() or "") if found.count() else ""
+
+    return {"answer": text(".text"), "route": text(".route"), "timing": text(".timing"), "fallback": text(".fallback"),
+            "error": text(".error"), "webgpu": page.text_content("#webgpu") or ""}
 
 
 def only_local(seen: list[str]) -> set[str | None]:

@@ -1,9 +1,11 @@
 """The web UI and the files in-browser inference needs, all served from this server.
 
-`/` is the page, `/ui/*` its scripts and styles, `/ui/vendor/*` transformers.js and ONNX Runtime's
-wasm files (copied there by `python -m fastvlm_gemini_hybrid.server.vendor_web`), `/models/<name>/*`
-the ONNX bundles under `<home>/models/onnx`. A strict Content-Security-Policy on the page means
-the browser itself refuses to fetch anything from another origin: no CDN, no remote model hub.
+`/` is the page, `/ui/*` its scripts and styles (plain ES modules, no build step: `app.js` the shell,
+`views/*.js` one module per view, `lib/*.js` what they share; see docs/ui.md), `/ui/vendor/*`
+transformers.js and ONNX Runtime's wasm files (copied there by `python -m
+fastvlm_gemini_hybrid.server.vendor_web`, with axe-core for the browser tests when present),
+`/models/<name>/*` the ONNX bundles under `<home>/models/onnx`. A strict Content-Security-Policy on the
+page means the browser itself refuses to fetch anything from another origin: no CDN, no remote model hub.
 """
 
 from __future__ import annotations

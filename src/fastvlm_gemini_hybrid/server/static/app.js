@@ -1,197 +1,132 @@
-// The web UI: upload or camera -> /v1/analyze (streamed), or in-browser inference when chosen.
-// Everything is fetched from this server; the page's CSP forbids any other origin.
-const $ = (id) => document.getElementById(id);
-const state = { files: [], latencies: [], started: performance.now(), count: 0, timer: null, stream: null };
+// The page's shell: one view per hash (#/chat, #/camera, #/dashboard, #/medical, #/surveillance), each a
+// module under views/ loaded on first visit; the server's readiness as setup help; the Settings dialog.
+// Everything is fetched from this server: the page's Content-Security-Policy forbids any other origin.
+import { settings } from "./lib/api.js";
+import { $, h } from "./lib/dom.js";
+import { status } from "./lib/status.js";
 
-function headers() {
-  const key = $("apikey").value || localStorage.getItem("fastvlm-hybrid-key") || "";
-  if ($("apikey").value) localStorage.setItem("fastvlm-hybrid-key", key);
-  return key ? { Authorization: `Bearer ${key}` } : {};
-}
+const VIEWS = { chat: "Chat", camera: "Live camera", dashboard: "Dashboard", medical: "Medical", surveillance: "Surveillance" };
+const mounted = {};
+let current = null;
 
-function setFiles(list) {
-  state.files = Array.from(list).filter((f) => f.type.startsWith("image/") || f.type.startsWith("video/") || !f.type);
-  const box = $("previews");
-  box.replaceChildren();
-  for (const f of state.files) {
-    const el = document.createElement(f.type.startsWith("video/") ? "video" : "img");
-    el.src = URL.createObjectURL(f);
-    el.title = f.name;
-    box.append(el);
+async function route() {
+  const name = location.hash.replace(/^#\/?/, "") || "chat";
+  const view = name in VIEWS ? name : "chat";
+  if (current && current !== view) mounted[current]?.hooks?.hide?.();
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (link.hash === `#/${view}`) link.setAttribute("aria-current", "page"); else link.removeAttribute("aria-current");
   }
+  document.title = `${VIEWS[view]} · fastvlm-hybrid`;
+  for (const el of document.querySelectorAll("#view > .view")) el.hidden = el.dataset.view !== view;
+  current = view;
+  if (!mounted[view]) {
+    const section = h("section", { class: "view", "data-view": view, id: `view-${view}`, "aria-label": VIEWS[view] });
+    $("view").append(section);
+    mounted[view] = { section };
+    const module = await import(`./views/${view}.js`);
+    mounted[view].hooks = module.mount(section) || {};
+  } else {
+    mounted[view].hooks?.show?.();
+  }
+  document.body.dataset.view = view;
 }
 
-function recordLatency(ms, path) {
-  state.count += 1;
-  state.latencies.push(ms);
-  if (state.latencies.length > 200) state.latencies.shift();
-  const sorted = [...state.latencies].sort((a, b) => a - b);
-  const q = (p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
-  $("m-count").textContent = String(state.count);
-  $("m-rate").textContent = (state.count / ((performance.now() - state.started) / 60000)).toFixed(1);
-  $("m-p50").textContent = `${q(0.5).toFixed(0)} ms`;
-  $("m-p95").textContent = `${q(0.95).toFixed(0)} ms`;
-  $("m-path").textContent = path;
+// ------------------------------------------------------------------ readiness and setup help
+const command = (text) => h("div", { class: "cmd" }, h("code", { text }),
+  h("button", { type: "button", class: "plain copy", "aria-label": `Copy: ${text}`,
+    onclick: (e) => navigator.clipboard?.writeText(text).then(() => { e.target.textContent = "copied"; }) }, "copy"));
+
+function setupSteps(info) {
+  const steps = [];
+  for (const [name, b] of Object.entries(info.backends || {})) {
+    if (b.ready) continue;
+    const detail = b.detail || "not ready";
+    if (b.kind === "local" && /not downloaded|models pull/.test(detail)) {
+      steps.push(h("li", {}, h("strong", { text: `Local model (${name}): ` }), `${detail.split(";")[0]}. Download it once, then restart the server:`,
+        command(`fastvlm-hybrid models pull ${b.model || "fastvlm-0.5b"}`)));
+    } else if (b.kind === "cloud" && /API key/i.test(detail)) {
+      steps.push(h("li", {}, h("strong", { text: `Cloud (${name}): ` }), "no API key. Set one where the server runs, then restart it:",
+        command("export GEMINI_API_KEY=..."), command("fastvlm-hybrid serve")));
+    } else {
+      steps.push(h("li", {}, h("strong", { text: `${name} (${b.kind}): ` }), detail));
+    }
+  }
+  return steps;
 }
 
-function showRoute(result) {
-  const route = result.route || {};
-  const rules = (route.rules || []).map((r) => `${r.name}: ${r.reason}`).join("; ") || "default order";
-  $("route").textContent = `answered by ${result.backend} (${result.model}) · mode ${route.mode} · ` +
-    `backends allowed: ${(route.backends || []).join(" → ")} · why: ${rules}` + (result.cached ? " · cached" : "");
+function whatWorks(info) {
+  const ready = Object.entries(info.backends || {}).filter(([, b]) => b.ready);
+  const local = ready.filter(([, b]) => b.kind === "local").map(([n]) => n);
+  const cloud = ready.filter(([, b]) => b.kind === "cloud").map(([n]) => n);
+  if (local.length && cloud.length) return "Everything is ready.";
+  if (local.length) return `Answers come from ${local.join(", ")} on this machine; nothing goes to the cloud.`;
+  if (cloud.length) return `Only the cloud (${cloud.join(", ")}) can answer: sensitive requests, which must stay on this machine, will be refused.`;
+  if (info.browser_models?.length) return `No server backend can answer yet; pick "this browser" as the model to run ${info.browser_models[0]} here.`;
+  return "Nothing can answer yet. In-browser answers need an ONNX bundle: fastvlm-hybrid models pull fastvlm-0.5b-onnx.";
+}
+
+function showSetup(info, error) {
+  const box = $("setup");
+  if (error) {
+    box.replaceChildren(h("h2", { id: "setup-title", text: "The server does not answer" }), h("p", { text: String(error) }));
+    box.hidden = false;
+    return;
+  }
+  const steps = setupSteps(info);
+  box.hidden = steps.length === 0 || box.dataset.dismissed === JSON.stringify(info.backends);
+  if (!steps.length) return;
+  box.replaceChildren(h("div", { class: "setup-head" }, h("h2", { id: "setup-title", text: "Finish setting up" }),
+    h("button", { type: "button", class: "plain", onclick: () => { box.dataset.dismissed = JSON.stringify(info.backends); box.hidden = true; } }, "Hide")),
+  h("p", { class: "works", text: whatWorks(info) }), h("ol", {}, steps));
 }
 
 async function refreshStatus() {
   try {
-    const resp = await fetch("/readyz", { headers: headers() });
+    const resp = await fetch("/readyz");
     const info = await resp.json();
-    const parts = Object.entries(info.backends || {}).map(
-      ([name, b]) => `${name} (${b.kind}): ${b.ready ? "ready" : "not ready"}${b.detail ? ` – ${b.detail}` : ""}`);
-    if ((info.browser_models || []).length) parts.push(`browser models: ${info.browser_models.join(", ")}`);
-    $("status").textContent = parts.join(" · ") || "no backends configured";
-    state.browserModels = info.browser_models || [];
+    status.ready = info;
+    status.browserModels = info.browser_models || [];
+    // The picker's models: hybrid and each backend, as /v1/models lists them (read here, from /readyz, which
+    // needs no key and is not a /v1 call: a page that answers in the browser asks nothing of the API).
+    status.models = [{ id: "hybrid", kind: "router" },
+      ...Object.entries(info.backends || {}).map(([id, b]) => ({ id, kind: b.kind, model: b.model }))];
+    for (const m of Object.values(mounted)) m.hooks?.refresh?.();
+    $("status").replaceChildren(...Object.entries(info.backends || {}).map(([name, b]) =>
+      h("span", { class: `pill ${b.ready ? "ok" : "bad"}`, title: b.detail || "" }, `${name} (${b.kind}): ${b.ready ? "ready" : "not ready"}`)));
+    if (!Object.keys(info.backends || {}).length) $("status").textContent = "no backends configured";
+    showSetup(info);
   } catch (err) {
-    $("status").textContent = `server unreachable: ${err}`;
+    $("status").textContent = `server unreachable: ${err.message}`;
+    showSetup(null, err.message);
   }
 }
 
-function form(files) {
-  const body = new FormData();
-  for (const f of files) body.append("file", f, f.name || "capture.jpg");
-  body.append("prompt", $("prompt").value);
-  if ($("mode").value) body.append("mode", $("mode").value);
-  if ($("domain").value) body.append("domain", $("domain").value);
-  if ($("sensitive").checked) body.append("sensitive", "true");
-  body.append("stream", "true");
-  return body;
-}
-
-async function askServer(files) {
-  const t0 = performance.now();
-  const resp = await fetch("/v1/analyze", { method: "POST", body: form(files), headers: headers() });
-  if (!resp.ok || !resp.headers.get("content-type")?.startsWith("text/event-stream")) {
-    const err = await resp.json().catch(() => ({ error: { message: resp.statusText } }));
-    throw new Error(`${resp.status}: ${err.error?.message || "request failed"}`);
-  }
-  const reader = resp.body.getReader();
-  const decoder = new TextDecoder();
-  let buffer = "";
-  let firstMs = null;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let cut;
-    while ((cut = buffer.indexOf("\n\n")) >= 0) {
-      const block = buffer.slice(0, cut);
-      buffer = buffer.slice(cut + 2);
-      const line = block.split("\n").find((l) => l.startsWith("data: "));
-      if (!line) continue;
-      const event = JSON.parse(line.slice(6));
-      if (event.type === "delta") {
-        firstMs ??= performance.now() - t0;
-        $("answer").textContent += event.text;
-      } else if (event.type === "result") {
-        $("answer").textContent = event.response;
-        showRoute(event);
-        const total = performance.now() - t0;
-        $("timing").textContent = `path: server · first piece ${(firstMs ?? total).toFixed(0)} ms · total ${total.toFixed(0)} ms · server ${event.latency_ms.toFixed(0)} ms`;
-        recordLatency(total, "server");
-      } else if (event.type === "error") {
-        throw new Error(event.error.message);
-      }
-    }
-  }
-}
-
-function ms(value) {
-  return `${value.toFixed(0)} ms`;
-}
-
-async function askBrowser(files, engine) {
-  const image = files.find((f) => (f.type || "image/").startsWith("image/"));
-  if (!image) throw new Error("in-browser inference takes one image");
-  const { runInBrowser } = await import("/ui/browser-infer.js");
-  const out = await runInBrowser(state.browserModels || [], image, $("prompt").value, (piece) => {
-    $("answer").textContent += piece;
-  }, engine, Math.max(1, Number($("max-tokens").value) || 64));
-  $("answer").textContent = out.text;
-  $("route").textContent = `answered in this browser by ${out.model} on ${out.device} · nothing left this machine`;
-  const rate = out.tokensPerS ? ` (${out.tokensPerS.toFixed(1)} tokens/s)` : "";
-  $("timing").textContent = `path: browser-${out.device} · load ${out.reused ? "0 ms (reused)" : ms(out.loadMs)} · ` +
-    `first token ${ms(out.firstTokenMs)} · generate ${ms(out.generateMs)} · ${out.tokens} tokens${rate}`;
-  $("fallback").textContent = out.skipped.map((s) => `${s.device} skipped: ${s.error}`).join(" · ");
-  recordLatency(out.generateMs, `browser-${out.device}`);
-}
-
-async function ask(files = state.files) {
-  for (const id of ["answer", "route", "timing", "fallback", "error"]) $(id).textContent = "";
-  const engine = $("engine").value;
-  try {
-    if (engine !== "server") {
-      try {
-        await askBrowser(files, engine);
-        return;
-      } catch (err) {
-        $("fallback").textContent = `${err.message}; asked the server instead`;
-        $("answer").textContent = "";
-      }
-    }
-    await askServer(files);
-  } catch (err) {
-    $("error").textContent = err.message;
-  }
-}
 
 async function showWebGPU() {
   const { detectWebGPU } = await import("/ui/browser-infer.js");
   const gpu = await detectWebGPU();
-  $("webgpu").textContent = gpu.available ? `WebGPU: available (${gpu.reason})` : `WebGPU: unavailable – ${gpu.reason}; in-browser runs use WASM`;
+  $("webgpu").textContent = gpu.available ? `WebGPU: available (${gpu.reason})` : "WebGPU: unavailable (in-browser runs use WASM)";
+  $("webgpu").title = gpu.reason;
   $("webgpu").dataset.available = String(gpu.available);
 }
 
-async function captureFrame() {
-  const video = $("cam");
-  const canvas = document.createElement("canvas");
-  canvas.width = video.videoWidth;
-  canvas.height = video.videoHeight;
-  canvas.getContext("2d").drawImage(video, 0, 0);
-  const blob = await new Promise((ok) => canvas.toBlob(ok, "image/jpeg", 0.85));
-  return new File([blob], "camera.jpg", { type: "image/jpeg" });
+// ------------------------------------------------------------------ settings
+function wireSettings() {
+  const saved = JSON.parse(localStorage.getItem("fastvlm-hybrid-prefs") || "{}");
+  for (const id of ["mode", "domain", "max-tokens"]) {
+    if (saved[id] != null) $(id).value = saved[id];
+    $(id).addEventListener("change", () => {
+      localStorage.setItem("fastvlm-hybrid-prefs", JSON.stringify({ mode: $("mode").value, domain: $("domain").value, "max-tokens": $("max-tokens").value }));
+    });
+  }
+  $("apikey").value = settings.key;
+  $("apikey").addEventListener("change", () => { settings.key = $("apikey").value; });
+  $("open-settings").addEventListener("click", () => $("settings").showModal());
+  $("lightbox").addEventListener("click", (e) => { if (e.target === $("lightbox")) $("lightbox").close(); });
 }
 
-async function startCamera() {
-  if (!navigator.mediaDevices?.getUserMedia) throw new Error("this browser has no camera access");
-  state.stream = await navigator.mediaDevices.getUserMedia({ video: { facingMode: "environment" }, audio: false });
-  const video = $("cam");
-  video.srcObject = state.stream;
-  video.hidden = false;
-  await video.play();
-}
-
-function wire() {
-  const drop = $("drop");
-  for (const name of ["dragenter", "dragover"]) drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.add("over"); });
-  for (const name of ["dragleave", "drop"]) drop.addEventListener(name, () => drop.classList.remove("over"));
-  drop.addEventListener("drop", (e) => { e.preventDefault(); setFiles(e.dataTransfer.files); ask(); });
-  $("files").addEventListener("change", (e) => setFiles(e.target.files));
-  $("ask").addEventListener("click", async () => {
-    if (state.stream && !state.files.length) return ask([await captureFrame()]);
-    return ask();
-  });
-  $("camera").addEventListener("click", () => startCamera().catch((err) => { $("error").textContent = err.message; }));
-  $("live").addEventListener("change", () => {
-    clearInterval(state.timer);
-    if ($("live").checked) {
-      state.timer = setInterval(async () => { if (state.stream) await ask([await captureFrame()]); },
-        Math.max(1, Number($("every").value)) * 1000);
-    }
-  });
-  $("apikey").value = localStorage.getItem("fastvlm-hybrid-key") || "";
-  refreshStatus();
-  setInterval(refreshStatus, 15000);
-  showWebGPU().catch((err) => { $("webgpu").textContent = `WebGPU: check failed – ${err.message}`; });
-}
-
-wire();
-window.__hybridUi = { ask, setFiles };
+wireSettings();
+addEventListener("hashchange", route);
+route().then(refreshStatus);
+setInterval(refreshStatus, 15000);
+showWebGPU().catch((err) => { $("webgpu").textContent = `WebGPU: check failed – ${err.message}`; });
