@@ -476,7 +476,7 @@ def test_medical_view_reads_a_dicom_study_into_a_deidentified_report(
     assert "AI-generated draft for review by a qualified clinician" in study.locator(".disclaimer").inner_text()
     audit = study.locator("tr", has_text="Audit record").locator("code").inner_text()
     assert len(audit) == 32 and audit in (proc.settings.home / "audit.jsonl").read_text()  # the record it wrote
-    assert "Rendered slices: not shown" in text and "lung window" in text
+    assert "The model read" in text and "lung window" in text
     page_text = page.inner_text("body").lower()
     assert not [s for s in LEAK_STRINGS if s.lower() in page_text], "the page shows identifying data"
     assert proc.backend("gemini").calls == [] and proc.backend("fastvlm").calls[0].sensitive is True
@@ -505,6 +505,122 @@ def test_medical_view_shows_indeterminate_as_such(
     study.wait_for(timeout=60_000)
     assert study.locator(".severity").get_attribute("data-severity") == "indeterminate"
     assert study.locator(".indeterminate").inner_text().startswith("Indeterminate: the severity could not be graded")
+
+
+def write_varied_ct_series(folder: Path, n: int) -> list[Path]:
+    """`n` CT slices from tests/medical/conftest.py's builders whose pixels differ slice by slice (the
+    phantom's bone insert grows), so a test can tell one rendered slice from the next."""
+    from pydicom.uid import generate_uid
+
+    from medical.conftest import hu_phantom, make_ct_slice
+
+    folder.mkdir(parents=True, exist_ok=True)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    for i in range(n):
+        hu = hu_phantom()
+        hu[8:12 + 8 * i, 8:16] = 1000  # a bone bar, longer on each slice
+        make_ct_slice(hu, study_uid=study_uid, series_uid=series_uid, index=i).save_as(
+            folder / f"Quillfeather_{i:03d}.dcm", enforce_file_format=True)
+    return sorted(folder.iterdir())
+
+
+def png_text_chunks(png: bytes) -> list[bytes]:
+    """The payloads of a PNG's text chunks (tEXt, zTXt, iTXt) and any eXIf chunk."""
+    import struct
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    found, pos = [], 8
+    while pos < len(png):
+        (length,), kind = struct.unpack(">I", png[pos:pos + 4]), png[pos + 4:pos + 8]
+        if kind in (b"tEXt", b"zTXt", b"iTXt", b"eXIf"):
+            found.append(png[pos + 8:pos + 8 + length])
+        pos += 12 + length
+    return found
+
+
+def test_medical_render_api_answers_pixels_only_and_refuses_bad_input(
+    app_factory: Callable[..., Any], tmp_path: Path,
+) -> None:
+    pytest.importorskip("pydicom")
+    from fastapi.testclient import TestClient
+
+    from medical.conftest import LEAK_STRINGS
+
+    from .conftest import assert_error
+
+    slices = write_varied_ct_series(tmp_path / "study", 3)
+    parts = [("file", (p.name, p.read_bytes(), "application/dicom")) for p in slices]
+    app, proc = app_factory(max_upload_bytes=1 << 20)
+    with TestClient(app) as client:
+        info = client.post("/v1/medical/render", files=parts, data={"info": "true"})
+        assert info.status_code == 200, info.text
+        assert info.json() == {"slices": 3, "presets": ["soft-tissue", "lung", "bone", "brain", "subdural", "liver",
+                                                        "default"], "window": "lung", "slice": 1, "modality": "CT",
+                               "skipped": 0}
+        pngs = {}
+        for window, index in (("lung", 0), ("lung", 2), ("bone", 0), ("default", 0)):
+            resp = client.post("/v1/medical/render", files=parts, data={"window": window, "slice": str(index)})
+            assert resp.status_code == 200, resp.text
+            assert resp.headers["content-type"] == "image/png"
+            assert (resp.headers["x-window"], resp.headers["x-slice"], resp.headers["x-slice-count"]) == (
+                window, str(index), "3")
+            assert png_text_chunks(resp.content) == []  # pixels only: no text chunk, no EXIF
+            assert not [s for s in LEAK_STRINGS if s.encode() in resp.content]
+            pngs[window, index] = resp.content
+        assert len(set(pngs.values())) == 4  # another slice, another window: other pixels
+        assert_error(client.post("/v1/medical/render", files=parts, data={"window": "sunset"}), 400, "bad_input")
+        assert_error(client.post("/v1/medical/render", files=parts, data={"slice": "3"}), 400, "bad_input")
+        assert_error(client.post("/v1/medical/render", files={"file": ("a.png", picture(), "image/png")}),
+                     400, "bad_input")
+        assert_error(client.post("/v1/medical/render", files={"file": ("big.dcm", b"x" * (1 << 20) + b"x")}),
+                     413, "media_too_large")
+    assert proc.backend("fastvlm").calls == [] and proc.backend("gemini").calls == []  # no model was asked
+
+
+def test_medical_view_shows_the_slices_with_a_slider_and_window_presets(
+    ui: Callable[..., UI], app_factory: Callable[..., Any], live_server: Callable[..., Any], axe_script: str,
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("pydicom")
+    from medical.conftest import findings_json
+
+    slices = write_varied_ct_series(tmp_path / "study", 4)
+    app, _proc = app_factory(local=findings_json("No acute finding", impression="Normal study."))
+    srv = live_server(app)
+    u = ui(srv.url)
+    page = u.open("medical")
+    page.set_input_files("#med-files", files=[str(p) for p in slices])
+    page.click("#med-run")
+    page.locator("#med-report article.study").wait_for(timeout=60_000)
+    image = page.locator("#med-slice")
+    u.poll("document.getElementById('med-slice').dataset.slice === '2' && "
+           "document.getElementById('med-slice').complete")
+    assert image.get_attribute("alt") == "Slice 3 of 4, lung window"
+    assert page.inner_text("#med-window") == "Window: lung"
+    assert page.inner_text("#med-slice-label") == "Slice 3 of 4"
+    assert page.locator("#med-presets button[aria-pressed=true]").inner_text() == "lung"
+    assert "nothing leaves the machine" in page.inner_text("#med-viewer")
+    first_src, first_shot = image.get_attribute("src"), image.screenshot()
+
+    # the slider, by keyboard: one slice down
+    page.focus("#med-slider")
+    page.keyboard.press("ArrowLeft")
+    u.poll("document.getElementById('med-slice').dataset.slice === '1' && "
+           "document.getElementById('med-slice').complete")
+    assert page.get_attribute("#med-slider", "aria-valuetext") == "Slice 2 of 4"
+    moved_src, moved_shot = image.get_attribute("src"), image.screenshot()
+    assert moved_src != first_src and moved_shot != first_shot
+
+    # a preset: the same slice through the bone window
+    page.click("#med-presets button[data-window=bone]")
+    u.poll("document.getElementById('med-slice').dataset.window === 'bone' && "
+           "document.getElementById('med-slice').complete")
+    assert page.inner_text("#med-window") == "Window: bone"
+    assert page.locator("#med-presets button[aria-pressed=true]").inner_text() == "bone"
+    assert image.get_attribute("alt") == "Slice 2 of 4, bone window"
+    assert image.screenshot() != moved_shot
+    assert u.axe(axe_script, "medical-slices") == []
+    u.shot("medical-slices", full_page=True)
 
 
 # ------------------------------------------------------------------------------------- 7. surveillance

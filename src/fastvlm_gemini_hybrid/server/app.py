@@ -35,6 +35,7 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
 
     from . import agents_api, api, jobs, ollama_api, openai_api, openai_responses, ui
     from .keep_alive import KeepAlive
+    from .medical_api import router as medical_router
 
     settings = settings or (processor.settings if processor is not None else load_settings())
     owns = processor is None
@@ -94,6 +95,7 @@ def create_app(processor: Any = None, settings: Settings | None = None, *, retry
     app.include_router(ollama_api.router)
     app.include_router(jobs.router)
     app.include_router(agents_api.router)
+    app.include_router(medical_router)
     ui.mount(app, state)
 
     if settings.cors_origins:
