@@ -2,11 +2,11 @@
 
 Fake backends answer with whatever JSON a test scripts (valid, invalid, partially valid) and
 record every request, so tests can assert both the agent's output and what each backend saw.
+Processors come from tests/fakes.py and pictures from tests/synth_media.py (tests/core/test_test_layout.py).
 """
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,12 +14,16 @@ from typing import Any
 
 import pytest
 
+import fakes
 from fastvlm_gemini_hybrid.backends.base import Capabilities
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.config import load_settings
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.types import BackendKind, Request
-from synth_media import make_clip
+from synth_media import make_clip, picture_file
+
+#: the light grey of the agents' synthetic screenshots, photos and receipts
+GREY = (240, 240, 240)
 
 
 class ScriptedAnswers:
@@ -35,26 +39,23 @@ class ScriptedAnswers:
         return self.answers[index]
 
 
-@pytest.fixture
-def make_processor(tmp_path: Path) -> Iterator[Callable[..., HybridVLMProcessor]]:
-    """Factory: a real HybridVLMProcessor over a fake local and a fake cloud backend.
+@pytest.fixture(name="make_processor")
+def agent_processors(tmp_path: Path) -> Iterator[Callable[..., HybridVLMProcessor]]:
+    """Factory `make_processor(local="{}", cloud="{}", *, local_media=None)`: `fakes.make_processor` over a
+    fake local and a fake cloud backend, without a cache, closed after the test.
 
     `local`/`cloud` are responders (str, callable or ScriptedAnswers); `local_media` narrows what
     the local fake takes (the real FastVLM backend takes images only).
     """
     made: list[HybridVLMProcessor] = []
 
-    def make(
-        local: Any = "{}", cloud: Any = "{}", *, local_media: set[str] | None = None, cloud_key: bool = True,
-    ) -> HybridVLMProcessor:
-        caps = None
+    def make(local: Any = "{}", cloud: Any = "{}", *, local_media: set[str] | None = None) -> HybridVLMProcessor:
+        local_kw = None
         if local_media is not None:
             caps = Capabilities(kind=BackendKind.LOCAL, media=frozenset(local_media), max_images=4)
-        backends = {
-            "fastvlm": FunctionBackend("fastvlm", local, kind="local", capabilities=caps),
-            "gemini": FunctionBackend("gemini", cloud, kind="cloud"),
-        }
-        processor = HybridVLMProcessor(load_settings(home=tmp_path / "home"), backends=backends, cache=False)
+            local_kw = {"capabilities": caps}
+        processor = fakes.make_processor(load_settings(home=tmp_path / "home"), local, cloud, local_kw=local_kw,
+                                         cache=False)
         made.append(processor)
         return processor
 
@@ -70,23 +71,11 @@ def calls(processor: HybridVLMProcessor, name: str) -> list[Request]:
     return backend.calls
 
 
-def png(size: tuple[int, int] = (200, 100), color: tuple[int, int, int] = (240, 240, 240)) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 @pytest.fixture
 def screenshots(tmp_path: Path) -> list[Path]:
     """Two screenshots of different sizes (so pixel boxes can be checked per image)."""
-    out = []
-    for i, size in enumerate([(200, 100), (400, 300)]):
-        path = tmp_path / f"screen-{i}.png"
-        path.write_bytes(png(size, (230 - 40 * i, 230, 230)))
-        out.append(path)
-    return out
+    return [picture_file(tmp_path, f"screen-{i}.png", color=(230 - 40 * i, 230, 230), size=size)
+            for i, size in enumerate([(200, 100), (400, 300)])]
 
 
 @pytest.fixture(scope="session")

@@ -11,22 +11,8 @@ from fastvlm_gemini_hybrid.agents.base import AgentOptions, AgentOutputError
 from fastvlm_gemini_hybrid.agents.registry import load_builtin
 from fastvlm_gemini_hybrid.errors import BadInputError, PolicyViolationError
 
+from .answers import REVIEW
 from .conftest import ScriptedAnswers, calls
-
-REVIEW = {
-    "summary": "Cluttered header",
-    "score": 6,
-    "issues": [
-        {"title": "Tiny button", "severity": "medium", "category": "interaction",
-         "location": {"screenshot": 1, "x": 0.5, "y": 0.5, "w": 0.25, "h": 0.1},
-         "description": "The save button is small.", "suggestion": "Make it 44px tall."},
-        {"title": "Broken layout", "severity": "critical", "category": "layout", "location": None,
-         "description": "Overlap.", "suggestion": "Fix the grid."},
-    ],
-    "accessibility": [{"issue": "Low contrast", "severity": "high", "guideline": "1.4.3",
-                       "location": {"screenshot": 0, "x": 0.0, "y": 0.0, "w": 1.0, "h": 0.2}}],
-    "suggestions": ["Simplify the header"],
-}
 
 
 def quiet() -> AgentOptions:

@@ -13,11 +13,10 @@ from fastvlm_gemini_hybrid.agents.document import consistency_warnings
 from fastvlm_gemini_hybrid.agents.registry import load_builtin
 from fastvlm_gemini_hybrid.errors import PolicyViolationError
 from fastvlm_gemini_hybrid.types import Latency
+from synth_media import picture_file
 
-from .conftest import ScriptedAnswers, calls, png
-
-CAPTION = {"caption": "A grey square.", "alt_text": "Grey square", "alt_text_long": "A flat grey square.",
-           "tags": ["grey"]}
+from .answers import CAPTION, RECEIPT
+from .conftest import GREY, ScriptedAnswers, calls
 
 
 @pytest.fixture
@@ -25,7 +24,7 @@ def folder(tmp_path: Path) -> Path:
     root = tmp_path / "photos"
     (root / "sub").mkdir(parents=True)
     for name in ("a.png", "b.png", "sub/c.png"):
-        (root / name).write_bytes(png((32, 32)))
+        picture_file(root, name, color=GREY, size=(32, 32))
     (root / "notes.txt").write_text("not an image")
     return root
 
@@ -82,20 +81,9 @@ def test_sidecar_names_do_not_clash(tmp_path: Path) -> None:
     assert sidecar_path(image, "txt", {str(tmp_path / "x")}) == tmp_path / "x.png.txt"
 
 
-RECEIPT = {
-    "document_type": "receipt", "language": "en", "title": "Corner Shop", "text": "Corner Shop\nTea 2.50",
-    "fields": [{"label": "date", "value": "2024-05-01"}],
-    "line_items": [{"description": "Tea", "quantity": 2, "unit_price": 1.25, "amount": 2.5},
-                   {"description": "Cake", "quantity": 1, "unit_price": 3.0, "amount": 3.0}],
-    "currency": "EUR", "subtotal": None, "tax": None, "total": 6.0,
-}
-
-
 @pytest.fixture
 def receipt(tmp_path: Path) -> Path:
-    path = tmp_path / "receipt.png"
-    path.write_bytes(png((120, 200)))
-    return path
+    return picture_file(tmp_path, "receipt.png", color=GREY, size=(120, 200))
 
 
 async def test_document_is_local_by_default_and_flags_arithmetic(make_processor, receipt: Path) -> None:

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from fastvlm_gemini_hybrid.cli import agents_cmd, main
+from synth_media import picture_file
 
-from .conftest import ScriptedAnswers, calls
-from .test_agents_builtin import REVIEW
-from .test_agents_caption_document import CAPTION, RECEIPT
+from .answers import CAPTION, RECEIPT, REVIEW
+from .conftest import GREY, ScriptedAnswers, calls
 
 
 @pytest.fixture
@@ -120,12 +120,10 @@ def test_bad_recipe_in_home_is_exit_2(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 def test_caption_batch_to_jsonl_file(use_processor, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from .conftest import png
-
     folder = tmp_path / "imgs"
     folder.mkdir()
     for name in ("a.png", "b.png"):
-        (folder / name).write_bytes(png((16, 16)))
+        picture_file(folder, name, color=GREY, size=(16, 16))
     use_processor(local=ScriptedAnswers(CAPTION), cloud=ScriptedAnswers(CAPTION))
     out = tmp_path / "out" / "captions.jsonl"
     assert main(["agents", "run", "caption", str(folder), "--out", str(out), "--json", "--quiet"]) == 0
@@ -137,10 +135,8 @@ def test_caption_batch_to_jsonl_file(use_processor, tmp_path: Path, capsys: pyte
 
 def test_document_batch_failure_is_exit_1_with_rows(use_processor, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from .conftest import png
-
     for name in ("r1.png", "r2.png"):
-        (tmp_path / name).write_bytes(png((16, 16)))
+        picture_file(tmp_path, name, color=GREY, size=(16, 16))
 
     def local(request):
         return json.dumps(RECEIPT) if request.attachments[0].name == "r1.png" else "[]"

@@ -4,7 +4,7 @@ by default nothing reaches the server; only `--not-sensitive` (and a route that 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +13,14 @@ from cloud.fake_gemini import FakeGeminiServer  # tests/ is on sys.path (rootdir
 from fastvlm_gemini_hybrid.agents.base import AgentOptions
 from fastvlm_gemini_hybrid.agents.registry import load_builtin
 from fastvlm_gemini_hybrid.backends.gemini import GeminiBackend
-from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.cli import agents_cmd, main
 from fastvlm_gemini_hybrid.config import load_settings
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.types import Mode
+from synth_media import picture_file
 
-from .conftest import png
-from .test_agents_caption_document import RECEIPT
+from .answers import RECEIPT
+from .conftest import GREY
 
 
 @pytest.fixture
@@ -30,20 +30,19 @@ def server() -> Iterator[FakeGeminiServer]:
 
 
 @pytest.fixture
-async def processor(server: FakeGeminiServer, tmp_path: Path) -> AsyncIterator[HybridVLMProcessor]:
+async def processor(server: FakeGeminiServer, tmp_path: Path,
+                    processor_factory: Callable[..., HybridVLMProcessor]) -> AsyncIterator[HybridVLMProcessor]:
+    """A fake local backend answering RECEIPT, and the real Gemini backend pointed at the fake server."""
     settings = load_settings(home=tmp_path / "home", gemini_api_key=FakeGeminiServer.api_key,
                              gemini_base_url=server.base_url, gemini_timeout_s=5.0, gemini_retries=0)
-    local = FunctionBackend("fastvlm", json.dumps(RECEIPT), kind="local")
-    proc = HybridVLMProcessor(settings, backends={"fastvlm": local, "gemini": GeminiBackend(settings)}, cache=False)
+    proc = processor_factory(settings, json.dumps(RECEIPT), GeminiBackend(settings), cache=False)
     yield proc
     await proc.aclose()
 
 
 @pytest.fixture
 def receipt(tmp_path: Path) -> Path:
-    path = tmp_path / "receipt.png"
-    path.write_bytes(png((120, 200)))
-    return path
+    return picture_file(tmp_path, "receipt.png", color=GREY, size=(120, 200))
 
 
 @pytest.mark.parametrize("mode", [None, Mode.AUTO, Mode.PARALLEL, Mode.FALLBACK])

@@ -14,8 +14,8 @@ from fastvlm_gemini_hybrid.agents.options import check_specs, parse_options
 from fastvlm_gemini_hybrid.errors import BadInputError, ConfigurationError, PolicyViolationError
 from fastvlm_gemini_hybrid.types import Mode
 
+from .answers import REVIEW
 from .conftest import ScriptedAnswers, calls
-from .test_agents_builtin import REVIEW
 
 DESCRIBE_KEYS = {"name", "summary", "description", "accepts", "inputs", "per_input", "hints", "params", "options",
                  "source"}
@@ -177,3 +177,17 @@ async def test_surveillance_describes_alerts_through_the_callers_processor(make_
     # every description came from the local backend, on this loop: a sensitive feed never reaches the cloud
     assert len(calls(processor, "fastvlm")) == len(described) and calls(processor, "gemini") == []
     assert all(r.sensitive for r in calls(processor, "fastvlm"))
+
+
+def test_the_processor_and_the_servers_bridge_are_what_the_agents_ask_through(make_processor: Any) -> None:
+    """agents/answering.py: a processor is an `Answerer` (every agent's `arun`) and a `BlockingAnswerer`
+    (the surveillance describer); the server's `LoopBridge`, handed to that describer by jobs, is the latter."""
+    from fastvlm_gemini_hybrid.agents.answering import Answerer, BlockingAnswerer
+
+    processor = make_processor()
+    assert isinstance(processor, Answerer) and isinstance(processor, BlockingAnswerer)
+    assert not isinstance(object(), Answerer) and not isinstance(object(), BlockingAnswerer)
+    pytest.importorskip("fastapi")
+    from fastvlm_gemini_hybrid.server.jobs import LoopBridge
+
+    assert issubclass(LoopBridge, BlockingAnswerer)

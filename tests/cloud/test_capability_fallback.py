@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from fakes import make_processor
 from fastvlm_gemini_hybrid.backends.circuit import CircuitBreaker, error_for_status, unsupported_input
 from fastvlm_gemini_hybrid.backends.openai_compat import OpenAICompatBackend
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
@@ -15,7 +16,6 @@ from fastvlm_gemini_hybrid.errors import (
     InputNotSupportedError,
     fallback_allowed,
 )
-from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.request_builder import build_request
 from fastvlm_gemini_hybrid.types import Attachment
 from synth_media import picture
@@ -78,8 +78,8 @@ async def test_fallback_moves_past_a_server_whose_model_takes_no_images(
                              openai_model="text-only", openai_timeout_s=5.0)
     fake_openai.fail(400, "this model is missing data required for image input")
     other = FunctionBackend("fastvlm", "a local answer")
-    proc = HybridVLMProcessor(settings, backends={"openai": OpenAICompatBackend(settings), "fastvlm": other},
-                              cache=False)
+    proc = make_processor(settings, None, None, backends={"openai": OpenAICompatBackend(settings), "fastvlm": other},
+                          cache=False)
     picture_request = build_request("Describe it", [Attachment.from_bytes(picture())], mode="fallback",
                                     model="openai")
     result = await proc.arun(picture_request)
@@ -93,8 +93,8 @@ async def test_a_malformed_request_stops_the_fallback(fake_openai: FakeOpenAISer
                              openai_model="m", openai_timeout_s=5.0)
     fake_openai.fail(400, "temperature must be <= 2")
     other = FunctionBackend("fastvlm", "a local answer")
-    proc = HybridVLMProcessor(settings, backends={"openai": OpenAICompatBackend(settings), "fastvlm": other},
-                              cache=False)
+    proc = make_processor(settings, None, None, backends={"openai": OpenAICompatBackend(settings), "fastvlm": other},
+                          cache=False)
     with pytest.raises((BackendRejectedError, AllBackendsFailedError)) as caught:
         await proc.arun(build_request("Describe it", mode="fallback", model="openai"))
     assert type(caught.value) is BackendRejectedError and other.calls == []

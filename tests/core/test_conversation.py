@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from fakes import make_processor
 from fastvlm_gemini_hybrid.backends.base import Capabilities
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.config import Settings
 from fastvlm_gemini_hybrid.errors import BadInputError, PolicyViolationError
-from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.request_builder import build_request
 from fastvlm_gemini_hybrid.types import Attachment, BackendKind, Mode, Request, Turn
 from synth_media import picture
@@ -33,7 +33,7 @@ def two_turns(**kw: Any) -> Request:
 
 async def test_a_backend_that_takes_turns_gets_them_with_their_pictures(settings: Settings) -> None:
     local = backend("fastvlm")
-    proc = HybridVLMProcessor(settings, backends={"fastvlm": local}, cache=False)
+    proc = make_processor(settings, local, None, cache=False)
     result = await proc.arun(two_turns(mode=Mode.LOCAL_ONLY))
     seen = local.calls[0]
     assert seen.prompt == "And this one?" and result.response == "fastvlm: And this one?"
@@ -45,7 +45,7 @@ async def test_a_backend_that_takes_turns_gets_them_with_their_pictures(settings
 
 async def test_a_backend_that_takes_one_message_gets_the_turns_written_into_it(settings: Settings) -> None:
     local = backend("fastvlm", conversation=False)
-    proc = HybridVLMProcessor(settings, backends={"fastvlm": local}, cache=False)
+    proc = make_processor(settings, local, None, cache=False)
     await proc.arun(two_turns(mode=Mode.LOCAL_ONLY))
     seen = local.calls[0]
     assert seen.history == ()
@@ -55,7 +55,7 @@ async def test_a_backend_that_takes_one_message_gets_the_turns_written_into_it(s
 async def test_a_sensitive_earlier_turn_keeps_the_whole_conversation_local(settings: Settings) -> None:
     cloud = backend("gemini", kind="cloud")
     local = backend("fastvlm")
-    proc = HybridVLMProcessor(settings, backends={"fastvlm": local, "gemini": cloud}, cache=False)
+    proc = make_processor(settings, local, cloud, cache=False)
     request = build_request("Summarise what I told you.", history=[
         ("user", "My card number is 4111 1111 1111 1111, expiry 04/29."), ("assistant", "Noted.")])
     decision = proc.decide(request)
@@ -67,7 +67,7 @@ async def test_a_sensitive_earlier_turn_keeps_the_whole_conversation_local(setti
 
 async def test_the_cache_tells_conversations_apart(settings: Settings) -> None:
     local = backend("fastvlm")
-    proc = HybridVLMProcessor(settings, backends={"fastvlm": local})
+    proc = make_processor(settings, local, None)
     a = build_request("Which is bigger?", history=[("user", "Compare a cat and a dog."), ("assistant", "OK.")],
                       mode="local-only")
     b = build_request("Which is bigger?", history=[("user", "Compare a mouse and an ant."), ("assistant", "OK.")],

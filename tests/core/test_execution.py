@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from fakes import make_processor
 from fastvlm_gemini_hybrid.backends.base import Backend, Capabilities
-from fastvlm_gemini_hybrid.backends.testing import FunctionBackend, failing
+from fastvlm_gemini_hybrid.backends.testing import failing
 from fastvlm_gemini_hybrid.config import Settings, load_settings
 from fastvlm_gemini_hybrid.errors import (
     AllBackendsFailedError,
@@ -60,10 +61,6 @@ class Scripted(Backend):
             raise
 
 
-def make(settings: Settings, local: Backend, cloud: Backend) -> HybridVLMProcessor:
-    return HybridVLMProcessor(settings, backends={"fastvlm": local, "gemini": cloud}, cache=False)
-
-
 async def collect(proc: HybridVLMProcessor, request: Request) -> tuple[list[str], Result]:
     pieces: list[str] = []
     result: Result | None = None
@@ -79,7 +76,8 @@ async def collect(proc: HybridVLMProcessor, request: Request) -> tuple[list[str]
 async def test_streaming_fallback_moves_on_before_the_first_piece(settings: Settings) -> None:
     local = Scripted("fastvlm", ["never"], fail_after=0)
     cloud = Scripted("gemini", ["cloud ", "answer"], kind="cloud")
-    pieces, result = await collect(make(settings, local, cloud), Request("Describe it", mode=Mode.FALLBACK))
+    proc = make_processor(settings, local, cloud, cache=False)
+    pieces, result = await collect(proc, Request("Describe it", mode=Mode.FALLBACK))
     assert pieces == ["cloud ", "answer"]
     assert (result.backend, result.response) == ("gemini", "cloud answer")
     assert [(a.backend, a.error) for a in result.fallbacks] == [("fastvlm", "fastvlm broke")]
@@ -88,7 +86,7 @@ async def test_streaming_fallback_moves_on_before_the_first_piece(settings: Sett
 async def test_streaming_fallback_stops_after_a_piece_was_sent(settings: Settings) -> None:
     local = Scripted("fastvlm", ["half ", "answer"], fail_after=1)
     cloud = Scripted("gemini", ["cloud"], kind="cloud")
-    proc = make(settings, local, cloud)
+    proc = make_processor(settings, local, cloud, cache=False)
     seen: list[str] = []
     with pytest.raises(ServerError):
         async for item in proc.astream(Request("Describe it", mode=Mode.FALLBACK)):
@@ -100,7 +98,7 @@ async def test_streaming_fallback_stops_after_a_piece_was_sent(settings: Setting
 async def test_streaming_has_the_same_timeout_and_metrics_as_a_whole_answer(tmp_path: Any) -> None:
     settings = load_settings(home=tmp_path / "home", request_timeout_s=0.3)
     slow = Scripted("fastvlm", ["a ", "b ", "c ", "d "], gap_s=0.2)
-    proc = make(settings, slow, Scripted("gemini", ["cloud"], kind="cloud"))
+    proc = make_processor(settings, slow, Scripted("gemini", ["cloud"], kind="cloud"), cache=False)
     seen: list[Any] = []
     with pytest.raises(BackendTimeoutError):  # after a piece was sent, the error itself ends the stream
         async for item in proc.astream(Request("Describe it", mode=Mode.LOCAL_ONLY)):
@@ -109,7 +107,7 @@ async def test_streaming_has_the_same_timeout_and_metrics_as_a_whole_answer(tmp_
     assert slow.cancelled  # the backend's stream was stopped, not left running
     assert proc.metrics.requests[("fastvlm", "stream", "timeout")] == 1
     fast = Scripted("fastvlm", ["a ", "b"])
-    proc = make(settings, fast, Scripted("gemini", ["cloud"], kind="cloud"))
+    proc = make_processor(settings, fast, Scripted("gemini", ["cloud"], kind="cloud"), cache=False)
     await collect(proc, Request("Describe it", mode=Mode.LOCAL_ONLY))
     assert proc.metrics.requests[("fastvlm", "stream", "ok")] == 1
     assert proc.metrics.latency["fastvlm"].total == 1
@@ -118,7 +116,8 @@ async def test_streaming_has_the_same_timeout_and_metrics_as_a_whole_answer(tmp_
 async def test_streaming_in_auto_mode_escalates_a_doubtful_local_answer(settings: Settings) -> None:
     local = Scripted("fastvlm", ["unsure"], confidence=0.1)
     cloud = Scripted("gemini", ["sure ", "answer"], kind="cloud")
-    pieces, result = await collect(make(settings, local, cloud), Request("Describe the street", mode=Mode.AUTO))
+    proc = make_processor(settings, local, cloud, cache=False)
+    pieces, result = await collect(proc, Request("Describe the street", mode=Mode.AUTO))
     assert pieces == ["sure ", "answer"]  # the doubtful local answer was never shown
     assert result.backend == "gemini"
     assert any("low confidence" in a.error for a in result.fallbacks)
@@ -127,7 +126,8 @@ async def test_streaming_in_auto_mode_escalates_a_doubtful_local_answer(settings
 async def test_streaming_escalation_keeps_the_local_answer_when_the_cloud_fails(settings: Settings) -> None:
     local = Scripted("fastvlm", ["unsure"], confidence=0.1)
     cloud = Scripted("gemini", ["x"], kind="cloud", fail_after=0)
-    pieces, result = await collect(make(settings, local, cloud), Request("Describe the street", mode=Mode.AUTO))
+    proc = make_processor(settings, local, cloud, cache=False)
+    pieces, result = await collect(proc, Request("Describe the street", mode=Mode.AUTO))
     assert pieces == ["unsure"] and result.backend == "fastvlm"
     assert [a.backend for a in result.fallbacks] == ["gemini"]
 
@@ -135,14 +135,16 @@ async def test_streaming_escalation_keeps_the_local_answer_when_the_cloud_fails(
 async def test_streaming_a_confident_local_answer_is_not_escalated(settings: Settings) -> None:
     local = Scripted("fastvlm", ["sure"], confidence=0.99)
     cloud = Scripted("gemini", ["x"], kind="cloud")
-    pieces, result = await collect(make(settings, local, cloud), Request("Describe the street", mode=Mode.AUTO))
+    proc = make_processor(settings, local, cloud, cache=False)
+    pieces, result = await collect(proc, Request("Describe the street", mode=Mode.AUTO))
     assert pieces == ["sure"] and result.backend == "fastvlm" and cloud.streams == 0
 
 
 async def test_parallel_stream_streams_the_first_backend_to_send_and_cancels_the_other(settings: Settings) -> None:
     local = Scripted("fastvlm", ["slow ", "local"], gap_s=0.5)
     cloud = Scripted("gemini", ["fast ", "cloud"], kind="cloud", gap_s=0.01)
-    pieces, result = await collect(make(settings, local, cloud), Request("Describe it", mode=Mode.PARALLEL))
+    proc = make_processor(settings, local, cloud, cache=False)
+    pieces, result = await collect(proc, Request("Describe it", mode=Mode.PARALLEL))
     assert pieces == ["fast ", "cloud"] and result.backend == "gemini"
     assert local.cancelled
 
@@ -150,7 +152,8 @@ async def test_parallel_stream_streams_the_first_backend_to_send_and_cancels_the
 async def test_parallel_stream_survives_a_backend_that_fails_before_sending(settings: Settings) -> None:
     local = Scripted("fastvlm", ["local ", "answer"], gap_s=0.05)
     cloud = Scripted("gemini", ["x"], kind="cloud", fail_after=0)
-    pieces, result = await collect(make(settings, local, cloud), Request("Describe it", mode=Mode.PARALLEL))
+    proc = make_processor(settings, local, cloud, cache=False)
+    pieces, result = await collect(proc, Request("Describe it", mode=Mode.PARALLEL))
     assert "".join(pieces) == "local answer" and result.backend == "fastvlm"
     assert [a.backend for a in result.fallbacks] == ["gemini"]
 
@@ -159,7 +162,7 @@ async def test_parallel_stream_when_every_backend_fails(settings: Settings) -> N
     local = Scripted("fastvlm", ["x"], fail_after=0)
     cloud = Scripted("gemini", ["x"], kind="cloud", fail_after=0)
     with pytest.raises(AllBackendsFailedError) as caught:
-        await collect(make(settings, local, cloud), Request("Describe it", mode=Mode.PARALLEL))
+        await collect(make_processor(settings, local, cloud, cache=False), Request("Describe it", mode=Mode.PARALLEL))
     assert sorted(n for n, _ in caught.value.attempts) == ["fastvlm", "gemini"]
 
 
@@ -167,16 +170,14 @@ async def test_a_non_recoverable_error_stops_a_streaming_fallback(settings: Sett
     local = Scripted("fastvlm", ["x"], fail_after=0, error=BadInputError("bad picture"))
     cloud = Scripted("gemini", ["cloud"], kind="cloud")
     with pytest.raises(BadInputError):
-        await collect(make(settings, local, cloud), Request("Describe it", mode=Mode.FALLBACK))
+        await collect(make_processor(settings, local, cloud, cache=False), Request("Describe it", mode=Mode.FALLBACK))
     assert cloud.streams == 0
 
 
 async def test_streamed_and_whole_answers_come_from_the_same_plan(settings: Settings) -> None:
     """The same decision gives the same backend, fallbacks and text whether streamed or not."""
     for mode in (Mode.FALLBACK, Mode.AUTO, Mode.LOCAL_ONLY, Mode.CLOUD_ONLY):
-        local = FunctionBackend("fastvlm", failing(ServerError("down", "fastvlm")))
-        cloud = FunctionBackend("gemini", "cloud words here", kind="cloud")
-        proc = make(settings, local, cloud)
+        proc = make_processor(settings, failing(ServerError("down", "fastvlm")), "cloud words here", cache=False)
         request = Request("Describe the street", mode=mode)
         try:
             whole = await proc.arun(request)
@@ -192,8 +193,7 @@ async def test_streamed_and_whole_answers_come_from_the_same_plan(settings: Sett
 
 
 def test_the_plan_for_each_mode_is_the_documented_tree(settings: Settings) -> None:
-    local = FunctionBackend("fastvlm", "a", confidence=0.9)
-    proc = make(settings, local, FunctionBackend("gemini", "b", kind="cloud"))
+    proc = make_processor(settings, "a", "b", local_kw={"confidence": 0.9}, cache=False)
     fallback = proc.plan(proc.decide(Request("Describe it", mode=Mode.FALLBACK)))
     assert isinstance(fallback, Fallback) and all(isinstance(m, Guarded) for m in fallback.members)
     # In a fallback chain only the last backend may retry inside its SDK.
@@ -209,7 +209,7 @@ def test_the_plan_for_each_mode_is_the_documented_tree(settings: Settings) -> No
 
 def test_a_backend_is_built_only_when_the_plan_calls_it(settings: Settings) -> None:
     built: list[str] = []
-    proc = make(settings, FunctionBackend("fastvlm", "a"), FunctionBackend("gemini", "b", kind="cloud"))
+    proc = make_processor(settings, "a", "b", cache=False)
     original = proc.backend
 
     def spy(name: str) -> Backend:
@@ -227,6 +227,7 @@ async def test_a_stream_that_sends_nothing_in_time_falls_back(tmp_path: Any) -> 
     settings = load_settings(home=tmp_path / "home", request_timeout_s=0.2)
     slow = Scripted("fastvlm", ["late"], gap_s=1.0)
     cloud = Scripted("gemini", ["cloud"], kind="cloud")
-    pieces, result = await collect(make(settings, slow, cloud), Request("Describe it", mode=Mode.FALLBACK))
+    proc = make_processor(settings, slow, cloud, cache=False)
+    pieces, result = await collect(proc, Request("Describe it", mode=Mode.FALLBACK))
     assert pieces == ["cloud"] and result.backend == "gemini"
     assert result.fallbacks[0].backend == "fastvlm" and "0.2 s" in result.fallbacks[0].error

@@ -4,12 +4,17 @@ importing another.
 * Pictures are made in tests/synth_media.py (`picture`, `picture_file`, `picture_attachment`, `blank`,
   `encode`); only it, and the generators that draw real content, call `Image.new`.
 * Processors over fake backends come from tests/fakes.py (`make_processor`, the `processor_factory`
-  fixture): no second `make_processor`, and no `HybridVLMProcessor(...)` built around an inline
-  `FunctionBackend(...)`.
+  fixture): no second function named `make_processor`, no `HybridVLMProcessor(...)` built around an inline
+  `FunctionBackend(...)`, and `HybridVLMProcessor(...)` called nowhere else but in the modules that
+  BUILDS_ITS_OWN_PROCESSOR lists with their reasons (real models). That also catches FunctionBackends held
+  in variables. `make_processor` takes ready `Backend` objects (a real `GeminiBackend`, a scripted
+  streaming backend) as `local=`, `cloud=` and `backends=`. A folder's fixture may keep the name
+  `make_processor` for its own defaults (tests/agents, tests/medical: `@pytest.fixture(name=...)`) when
+  its body calls tests/fakes.py.
 * A helper two test modules share lives in a conftest.py or a plain helper module, never in a
   `test_*.py` that another module imports.
 
-The paths in OWNED_ELSEWHERE are being changed by others right now and are not held to these rules yet.
+The rules hold for every Python file under tests/.
 """
 
 from __future__ import annotations
@@ -21,15 +26,11 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parents[1]
 
-#: Held elsewhere for now: folders end in "/", files are paths relative to tests/.
-OWNED_ELSEWHERE = (
-    "agents/",
-    "medical/",
-    "server/test_agents_api.py",
-    "server/test_metrics_prometheus.py",
-    "core/test_metrics.py",
-    "core/test_execution.py",
-)
+#: Modules (relative to tests/) that may call `HybridVLMProcessor(...)` themselves besides the factory, and why.
+BUILDS_ITS_OWN_PROCESSOR = {
+    "local/test_processor_local.py": "the real FastVLM backend over tiny weights, built by the backend registry",
+    "mlx/test_mlx_models.py": "a real MLXBackend over tiny weights",
+}
 #: Where `Image.new` may be called: the picture factory, and the generators that draw real content.
 PICTURE_MAKERS = {"synth_media.py", "privacy/corpus.py", "privacy/holdout_corpus.py", "video/synth.py"}
 #: The one module that defines `make_processor`.
@@ -45,11 +46,9 @@ def _sources() -> tuple[tuple[str, ast.Module], ...]:
     """(path relative to tests/, parsed module) of every Python file this layout governs (parsed once)."""
     found = []
     for path in sorted(TESTS.rglob("*.py")):
-        rel = _relative(path)
-        if "__pycache__" in path.parts or any(
-            rel.startswith(owned) if owned.endswith("/") else rel == owned for owned in OWNED_ELSEWHERE
-        ):
+        if "__pycache__" in path.parts:
             continue
+        rel = _relative(path)
         found.append((rel, ast.parse(path.read_text(encoding="utf-8"), filename=rel)))
     return tuple(found)
 
@@ -88,6 +87,12 @@ def inline_fake_processors(tree: ast.AST) -> list[int]:
                    for _ in _calls(arg, "FunctionBackend"))]
 
 
+def processor_constructions(tree: ast.AST) -> list[int]:
+    """Lines that call `HybridVLMProcessor(...)` (or `processor.HybridVLMProcessor(...)`), whatever the arguments."""
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and _dotted(node.func).rsplit(".", 1)[-1] == "HybridVLMProcessor"]
+
+
 def imported_test_modules(rel: str, tree: ast.AST) -> list[str]:
     """The `test_*` modules that `rel` imports (absolutely, relatively, or as `from . import test_x`)."""
     found: list[str] = []
@@ -121,6 +126,18 @@ def test_make_processor_is_defined_once() -> None:
     assert inline == [], f"build processors over FunctionBackends with make_processor (tests/fakes.py): {inline}"
 
 
+def test_only_the_factory_and_the_listed_modules_build_processors() -> None:
+    built = {rel: lines for rel, tree in _sources() if (lines := processor_constructions(tree))}
+    offenders = [f"{rel}:{line}" for rel, lines in built.items()
+                 if rel != PROCESSOR_FACTORY and rel not in BUILDS_ITS_OWN_PROCESSOR for line in lines]
+    assert offenders == [], (
+        "build processors with make_processor (tests/fakes.py; it takes ready Backend objects as local=, cloud= "
+        f"and backends=), or list a module over real models in BUILDS_ITS_OWN_PROCESSOR with why: {offenders}"
+    )
+    stale = sorted(BUILDS_ITS_OWN_PROCESSOR.keys() - built.keys())
+    assert stale == [], f"these modules no longer build a processor: drop them from BUILDS_ITS_OWN_PROCESSOR: {stale}"
+
+
 def test_no_test_module_imports_another() -> None:
     offenders = [f"{rel}: {name}" for rel, tree in _sources() for name in imported_test_modules(rel, tree)]
     assert offenders == [], (
@@ -137,11 +154,15 @@ def test_the_checks_see_what_they_look_for() -> None:
         "def f():\n    def make_processor(): pass\n    return Image.new('RGB', (1, 1)), PIL.Image.new('L', (1, 1))\n"
         "p = HybridVLMProcessor(s, backends={'fastvlm': FunctionBackend('fastvlm', 'x')})\n"
         "q = HybridVLMProcessor(s, backends=made)\n"
+        "r = processor.HybridVLMProcessor(s)\n"
     )
     assert image_new_calls(snippet) == [9, 9]
     assert make_processor_definitions(snippet) == [8]
     assert inline_fake_processors(snippet) == [10]
+    assert processor_constructions(snippet) == [10, 11, 12]
     assert imported_test_modules("x.py", snippet) == [".test_api", ".test_b", "server.test_c"]
     sources = dict(_sources())
     assert PICTURE_MAKERS <= sources.keys() and PROCESSOR_FACTORY in sources
     assert image_new_calls(sources["synth_media.py"]) and make_processor_definitions(sources[PROCESSOR_FACTORY])
+    assert processor_constructions(sources[PROCESSOR_FACTORY])
+    assert len(sources) == sum(1 for p in TESTS.rglob("*.py") if "__pycache__" not in p.parts)  # every file

@@ -1,6 +1,6 @@
 """Fixtures for the medical agent: DICOM written by the tests with made-up identifying data, and a
 processor whose backends are test-only FunctionBackends (a local one answering JSON findings, a
-cloud one that must never be called)."""
+cloud one that must never be called), built by tests/fakes.py."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
+import fakes  # noqa: E402
+from fastvlm_gemini_hybrid.backends.base import Backend  # noqa: E402
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend  # noqa: E402
 from fastvlm_gemini_hybrid.config import load_settings  # noqa: E402
 
@@ -119,17 +121,22 @@ def ct_folder(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def make_processor(tmp_path: Path) -> Callable[..., tuple[Any, FunctionBackend, FunctionBackend]]:
-    """A processor with a Gemini key configured, a fake local backend and a counting fake cloud one."""
+def medical_backends(answer: str | Callable[[Any], Any] = "") -> dict[str, Backend]:
+    """The medical tests' fake backends (tests/fakes.py): a local "fastvlm" answering `answer` (a normal
+    study's findings by default) and a cloud "gemini" answering other findings, which must never be asked."""
+    return fakes.fake_backends(answer or findings_json("clear lungs", impression="Normal study."),
+                               findings_json("cloud answer"))
+
+
+@pytest.fixture(name="make_processor")
+def medical_processor(tmp_path: Path) -> Callable[..., tuple[Any, FunctionBackend, FunctionBackend]]:
+    """Factory `make_processor(answer="", **settings) -> (processor, local, cloud)`: `fakes.make_processor`
+    over `medical_backends(answer)` with a Gemini key configured; `local` and `cloud` count their calls."""
 
     def build(answer: str | Callable[[Any], Any] = "", **settings: Any) -> Any:
-        from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
-
-        local = FunctionBackend("fastvlm", answer or findings_json("clear lungs", impression="Normal study."))
-        cloud = FunctionBackend("gemini", findings_json("cloud answer"), kind="cloud")
+        backends = medical_backends(answer)
         conf = load_settings(home=tmp_path / "home", gemini_api_key="fake-test-key", **settings)
-        proc = HybridVLMProcessor(settings=conf, backends={"fastvlm": local, "gemini": cloud})
-        return proc, local, cloud
+        proc = fakes.make_processor(conf, local=None, cloud=None, backends=backends)
+        return proc, backends["fastvlm"], backends["gemini"]
 
     return build

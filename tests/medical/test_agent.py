@@ -15,6 +15,7 @@ from fastvlm_gemini_hybrid.agents.medical import MedicalAgent
 from fastvlm_gemini_hybrid.audit import AuditLog
 from fastvlm_gemini_hybrid.errors import PolicyViolationError
 from fastvlm_gemini_hybrid.types import Domain, Mode
+from synth_media import picture_file
 
 from .conftest import LEAK_STRINGS, findings_json, write_ct_series
 
@@ -148,12 +149,11 @@ async def test_bundled_ultrasound_cine_is_read_and_flagged_for_burned_in_text(ma
 
 
 async def test_png_with_modality_is_read_locally_without_metadata(tmp_path: Path, make_processor: Any) -> None:
-    from PIL import Image, PngImagePlugin
+    from PIL import PngImagePlugin
 
     info = PngImagePlugin.PngInfo()
     info.add_text("Comment", "Patient Quillfeather Zebulonia MRN-99887766")
-    path = tmp_path / "Quillfeather_chest.png"
-    Image.new("L", (96, 96), 70).save(path, pnginfo=info)
+    path = picture_file(tmp_path, "Quillfeather_chest.png", color=70, size=(96, 96), mode="L", pnginfo=info)
     proc, local, cloud = make_processor(findings_json("clear lungs"))
     run = await MedicalAgent(proc, report_dir=tmp_path / "r").aread(path, modality="DX")
     await proc.aclose()

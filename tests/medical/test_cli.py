@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import fakes
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
 from fastvlm_gemini_hybrid.cli import main
 
@@ -22,14 +23,11 @@ def fake_backends(monkeypatch: pytest.MonkeyPatch) -> dict[str, FunctionBackend]
     """Make the command's processor use test-only backends (the CLI builds its own processor)."""
     import fastvlm_gemini_hybrid.processor as processor_mod
 
-    backends = {
-        "fastvlm": FunctionBackend("fastvlm", findings_json("Free air under the diaphragm", impression="Free air.")),
-        "gemini": FunctionBackend("gemini", "cloud", kind="cloud"),
-    }
-    real = processor_mod.HybridVLMProcessor
+    backends = fakes.fake_backends(findings_json("Free air under the diaphragm", impression="Free air."), "cloud")
 
     def with_fakes(settings: Any = None, **kw: Any) -> Any:
-        return real(settings, backends=dict(backends), **kw)
+        # fakes.make_processor builds the real class (bound at its import), not this replacement
+        return fakes.make_processor(settings, local=None, cloud=None, backends=backends, **kw)
 
     monkeypatch.setattr(processor_mod, "HybridVLMProcessor", with_fakes)
     monkeypatch.setenv("GEMINI_API_KEY", "fake-test-key")

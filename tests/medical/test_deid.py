@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pydicom
-from PIL import Image, ImageDraw
+from PIL import ImageDraw
 
 from fastvlm_gemini_hybrid.medical import deid
+from synth_media import blank
 
 from .conftest import LEAK_STRINGS, PHI, PRIVATE_VALUE, hu_phantom, make_ct_slice
 
@@ -56,7 +57,7 @@ def test_scrub_walks_nested_structures() -> None:
 
 
 def _text_image() -> np.ndarray:
-    img = Image.new("L", (256, 256))
+    img = blank(0, (256, 256), "L")
     draw = ImageDraw.Draw(img)
     draw.ellipse((40, 40, 216, 216), fill=110)
     draw.text((4, 2), "QUILLFEATHER Z 1942-03-17", fill=255)

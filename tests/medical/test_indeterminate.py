@@ -16,6 +16,7 @@ from typing import Any
 import pydicom
 import pytest
 
+import fakes
 from fastvlm_gemini_hybrid.agents.medical import MedicalAgent
 from fastvlm_gemini_hybrid.audit import AuditLog
 from fastvlm_gemini_hybrid.backends.testing import FunctionBackend
@@ -23,7 +24,7 @@ from fastvlm_gemini_hybrid.cli import main
 from fastvlm_gemini_hybrid.medical.report import Report, severity_of, to_html, to_markdown
 from fastvlm_gemini_hybrid.types import Generation, Request
 
-from .conftest import findings_json
+from .conftest import findings_json, medical_backends
 
 
 def _text(answer: str) -> Callable[[Request], str]:
@@ -67,15 +68,14 @@ def cli_answer(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[Request],
     """Make the command's own processor use a fake local backend answering with `responder`."""
     import fastvlm_gemini_hybrid.processor as processor_mod
 
-    real = processor_mod.HybridVLMProcessor
     monkeypatch.setenv("GEMINI_API_KEY", "fake-test-key")
 
     def install(responder: Callable[[Request], Any]) -> dict[str, FunctionBackend]:
-        backends = {"fastvlm": FunctionBackend("fastvlm", responder),
-                    "gemini": FunctionBackend("gemini", findings_json("cloud answer"), kind="cloud")}
+        backends = medical_backends(responder)
 
         def with_fakes(settings: Any = None, **kw: Any) -> Any:
-            return real(settings, backends=dict(backends), **kw)
+            # fakes.make_processor builds the real class (bound at its import), not this replacement
+            return fakes.make_processor(settings, local=None, cloud=None, backends=backends, **kw)
 
         monkeypatch.setattr(processor_mod, "HybridVLMProcessor", with_fakes)
         return backends

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from fastvlm_gemini_hybrid.errors import BadInputError, UnsupportedMediaError
 from fastvlm_gemini_hybrid.medical import ingest
+from synth_media import picture_file
 
 from .conftest import write_ct_series
 
@@ -100,8 +100,7 @@ def test_bad_input_is_one_clear_error(tmp_path: Path, setup: str, error: type, m
 
 
 def test_png_needs_a_modality_and_then_becomes_a_study(tmp_path: Path) -> None:
-    path = tmp_path / "chest.png"
-    Image.new("L", (32, 32), 90).save(path)
+    path = picture_file(tmp_path, "chest.png", color=90, size=(32, 32), mode="L")
     with pytest.raises(UnsupportedMediaError, match="needs --modality"):
         ingest.scan(path)
     scan = ingest.scan(path, modality="dx")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from fakes import make_processor  # also imported from here by test modules and worker scripts
+from fakes import make_processor
 from fastvlm_gemini_hybrid.config import Settings, load_settings
 from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.server import create_app

@@ -17,14 +17,17 @@ from typing import Any
 import pytest
 
 # tests/ is on sys.path (rootdir import mode): tests/agents is the package `agents`
-from agents.conftest import ScriptedAnswers, png
+from agents.conftest import GREY, ScriptedAnswers
+from synth_media import picture
 
-from .test_api import assert_error
+from .conftest import assert_error
 
 CAPTION = {"caption": "A grey square.", "alt_text": "Grey square", "alt_text_long": "A flat grey square.",
            "tags": ["grey"]}
 RECEIPT = {"document_type": "receipt", "text": "TOTAL 3.00", "fields": [{"label": "total", "value": "3.00"}],
            "line_items": [], "total": 3.0}
+#: a light grey 200x100 screenshot (tests/synth_media.py)
+SHOT = picture(GREY, (200, 100))
 
 
 @pytest.fixture
@@ -93,7 +96,8 @@ def test_show_adds_the_output_schema_and_unknown_is_404(agent_client: Callable[.
 
 def test_caption_batch_over_multipart_and_json(agent_client: Callable[..., Any], spool: Path) -> None:
     client = agent_client(local=ScriptedAnswers(CAPTION), cloud=ScriptedAnswers(CAPTION))
-    files = [("file", ("a.png", png((16, 16)), "image/png")), ("file", ("b.png", png((20, 12)), "image/png"))]
+    files = [("file", ("a.png", picture(GREY, (16, 16)), "image/png")),
+             ("file", ("b.png", picture(GREY, (20, 12)), "image/png"))]
     resp = client.post("/v1/agents/caption", files=files, data={"params": json.dumps({"style": "terse"})})
     assert resp.status_code == 200, resp.text
     body = resp.json()
@@ -104,7 +108,8 @@ def test_caption_batch_over_multipart_and_json(agent_client: Callable[..., Any],
     assert len(sent) == 2 and all("terse style" in r.prompt for r in sent)
     assert list(spool.iterdir()) == []  # the uploads are gone
 
-    resp = client.post("/v1/agents/caption", json={"attachments": [data_uri(png((8, 8)))], "mode": "local-only"})
+    resp = client.post("/v1/agents/caption",
+                       json={"attachments": [data_uri(picture(GREY, (8, 8)))], "mode": "local-only"})
     assert resp.status_code == 200, resp.text
     (item,) = resp.json()["items"]
     assert item["input"] == "attachment-1" and item["backend"] == "fastvlm" and item["output"]["caption"]
@@ -142,7 +147,7 @@ def test_medical_reads_uploaded_dicom_slices_locally_without_identifiers(
 
 def test_a_single_answer_that_fails_is_the_error_response(agent_client: Callable[..., Any]) -> None:
     client = agent_client(local="garbage", cloud="garbage")
-    resp = client.post("/v1/agents/ux-review", json={"attachments": [data_uri(png())]})
+    resp = client.post("/v1/agents/ux-review", json={"attachments": [data_uri(SHOT)]})
     err = assert_error(resp, 502, "agent_output_invalid")
     assert "invalid UXReview JSON twice" in err["message"] and "Traceback" not in resp.text
 
@@ -152,7 +157,7 @@ def test_a_single_answer_that_fails_is_the_error_response(agent_client: Callable
 
 def test_unknown_agent_is_404_json(agent_client: Callable[..., Any]) -> None:
     client = agent_client()
-    resp = client.post("/v1/agents/nope", json={"attachments": [data_uri(png())]})
+    resp = client.post("/v1/agents/nope", json={"attachments": [data_uri(SHOT)]})
     err = assert_error(resp, 404, "agent_not_found")
     assert "unknown agent 'nope'" in err["message"]
     assert calls(client, "fastvlm") == [] and calls(client, "gemini") == []
@@ -179,7 +184,7 @@ def test_bad_options_and_fields_are_400(agent_client: Callable[..., Any], tmp_pa
     client = agent_client()
     payload = json.loads(json.dumps(body).replace("{tmp}", str(tmp_path)))
     if agent != "video-summary":
-        payload["attachments"] = [data_uri(png())]
+        payload["attachments"] = [data_uri(SHOT)]
     resp = client.post(f"/v1/agents/{agent}", json=payload)
     err = assert_error(resp, 400, "bad_input")
     assert message in err["message"], err["message"]
@@ -189,7 +194,7 @@ def test_bad_options_and_fields_are_400(agent_client: Callable[..., Any], tmp_pa
 
 def test_multipart_options_as_json_text_and_fields(agent_client: Callable[..., Any]) -> None:
     client = agent_client()
-    shot = [("file", ("x.png", png(), "image/png"))]
+    shot = [("file", ("x.png", SHOT, "image/png"))]
     err = assert_error(client.post("/v1/agents/medical", files=shot, data={"options": "{not json"}), 400, "bad_input")
     assert "not valid JSON" in err["message"]
     both = {"options": json.dumps({"modality": "DX"}), "modality": "CT"}
@@ -207,7 +212,7 @@ def test_multipart_options_as_json_text_and_fields(agent_client: Callable[..., A
 )
 def test_privacy_refusals_are_403(agent_client: Callable[..., Any], agent: str, body: dict[str, Any]) -> None:
     client = agent_client()
-    resp = client.post(f"/v1/agents/{agent}", json={**body, "attachments": [data_uri(png())]})
+    resp = client.post(f"/v1/agents/{agent}", json={**body, "attachments": [data_uri(SHOT)]})
     err = assert_error(resp, 403, "policy_violation")
     assert "refused" in err["message"]
     assert calls(client, "fastvlm") == [] and calls(client, "gemini") == []
@@ -215,7 +220,7 @@ def test_privacy_refusals_are_403(agent_client: Callable[..., Any], agent: str, 
 
 def test_a_sensitive_document_is_answered_locally(agent_client: Callable[..., Any]) -> None:
     client = agent_client(local=ScriptedAnswers(RECEIPT), cloud=ScriptedAnswers(RECEIPT))
-    resp = client.post("/v1/agents/document", json={"attachments": [data_uri(png())], "mode": "auto"})
+    resp = client.post("/v1/agents/document", json={"attachments": [data_uri(SHOT)], "mode": "auto"})
     assert resp.status_code == 200, resp.text
     (item,) = resp.json()["items"]
     assert item["ok"] and item["backend"] == "fastvlm" and item["output"]["total"] == 3.0

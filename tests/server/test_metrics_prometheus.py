@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
+from fakes import make_processor
 from fastvlm_gemini_hybrid import metrics_export
-
-from .conftest import make_processor
 
 parser = pytest.importorskip("prometheus_client.parser")
 
@@ -129,7 +128,7 @@ WORKER = textwrap.dedent("""
     from fastapi.testclient import TestClient
     from fastvlm_gemini_hybrid.config import load_settings
     from fastvlm_gemini_hybrid.server import create_app
-    from server.conftest import make_processor
+    from fakes import make_processor
 
     n, how = int(sys.argv[1]), sys.argv[2]
     proc = make_processor(load_settings(home=sys.argv[3]))

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._optional import require
 from ..errors import BadInputError, HybridError, PolicyViolationError
 from ..types import Request
+
+if TYPE_CHECKING:
+    from .answering import Answerer
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def thin(frames: list[Keyframe], limit: int) -> list[Keyframe]:
     return [frames[round(i * step)] for i in range(limit)]
 
 
-def clip_has_route(processor: Any, request: Request) -> tuple[bool, str]:
+def clip_has_route(processor: Answerer, request: Request) -> tuple[bool, str]:
     """(True, "") if the router lists a backend for the whole clip; else (False, why not).
 
     A `PolicyViolationError` (for instance `--mode cloud-only` on a sensitive clip) is the user's

@@ -39,6 +39,7 @@ from .structured import AgentOutputError, ask_structured, schema_for  # structur
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from .answering import Answerer
 
 
 class OutputProblem(ValueError):
@@ -316,7 +317,7 @@ class Agent:
 
     # -------------------------------------------------------------- running
     async def ask(
-        self, processor: Any, ctx: AgentContext, attachments: tuple[Attachment, ...], prompt: str | None = None,
+        self, processor: Answerer, ctx: AgentContext, attachments: tuple[Attachment, ...], prompt: str | None = None,
         *, label: str | list[str] | None = None,
     ) -> ItemResult:
         """One structured call (with its single retry), then `postprocess`; errors stay in the item."""
@@ -336,7 +337,7 @@ class Agent:
         item.output = self.postprocess(answer.value, ctx)
         return item
 
-    async def arun(self, processor: Any, refs: list[str], options: AgentOptions) -> list[ItemResult]:
+    async def arun(self, processor: Answerer, refs: list[str], options: AgentOptions) -> list[ItemResult]:
         """Run the agent over `refs`. The default: every input in one request, one answer."""
         items = resolve_inputs(refs, self.accepts, self.name)
         self.check_count(items)

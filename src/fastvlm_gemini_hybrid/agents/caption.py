@@ -14,7 +14,7 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -22,6 +22,9 @@ from ..errors import BadInputError, HybridError
 from ..execution.fanout import fan_out
 from ..types import Domain, Latency
 from .base import Agent, AgentContext, AgentOptions, InputItem, ItemResult, RoutingHints, resolve_inputs
+
+if TYPE_CHECKING:
+    from .answering import Answerer
 
 SIDECAR_FORMATS = ("txt", "json")
 
@@ -71,7 +74,7 @@ class CaptionAgent(Agent):
         "setting and colours; and up to 10 lowercase tags."
     )
 
-    async def arun(self, processor: Any, refs: list[str], options: AgentOptions) -> list[ItemResult]:
+    async def arun(self, processor: Answerer, refs: list[str], options: AgentOptions) -> list[ItemResult]:
         items = resolve_inputs(refs, self.accepts, self.name)
         self.check_count(items)
         if len(items) > 1 and options.latency is None:
@@ -92,7 +95,7 @@ class CaptionAgent(Agent):
         return await self._batch(processor, todo, options, prompt, fmt, clashing)
 
     async def _batch(
-        self, processor: Any, todo: list[InputItem], options: AgentOptions, prompt: str, fmt: str | None,
+        self, processor: Answerer, todo: list[InputItem], options: AgentOptions, prompt: str, fmt: str | None,
         clashing: set[str],
     ) -> list[ItemResult]:
         from tqdm import tqdm

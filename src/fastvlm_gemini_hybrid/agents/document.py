@@ -10,12 +10,15 @@ a mismatch is reported as a warning next to the data, never silently "fixed".
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
 from ..execution.fanout import fan_out
 from .base import Agent, AgentContext, AgentOptions, InputItem, ItemResult, RoutingHints, resolve_inputs
+
+if TYPE_CHECKING:
+    from .answering import Answerer
 
 #: a total may differ from the sum of its lines by rounding; beyond this it is flagged
 TOLERANCE = 0.02
@@ -83,7 +86,7 @@ class DocumentAgent(Agent):
         "present. Copy values exactly as printed; use null for what is not on the document, never guess."
     )
 
-    async def arun(self, processor: Any, refs: list[str], options: AgentOptions) -> list[ItemResult]:
+    async def arun(self, processor: Answerer, refs: list[str], options: AgentOptions) -> list[ItemResult]:
         items = resolve_inputs(refs, self.accepts, self.name)
         self.check_count(items)
         self.prepare(AgentContext(items, options))

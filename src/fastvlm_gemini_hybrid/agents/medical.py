@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ..audit import AuditLog
     from ..config import Settings
     from ..processor import HybridVLMProcessor
+    from .answering import Answerer
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class StudyReader:
     the audit log, who asked). `MedicalAgent.arun` builds one per run."""
 
     def __init__(
-        self, processor: HybridVLMProcessor, *, report_dir: str | Path | None = None, mode: Mode | str | None = None,
+        self, processor: Answerer, *, report_dir: str | Path | None = None, mode: Mode | str | None = None,
         audit: AuditLog | None = None, user: str | None = None, model: str | None = None, max_tokens: int | None = None,
     ) -> None:
         self.processor = processor
@@ -336,7 +337,7 @@ class MedicalAgent(Agent):
         return settings.model_copy(update={"gemini_api_key": None})
 
     async def arun(
-        self, processor: HybridVLMProcessor, refs: list[str], options: AgentOptions,
+        self, processor: Answerer, refs: list[str], options: AgentOptions,
     ) -> list[ItemResult]:
         """Scan the one source, then read each study: reports stream through `options.emit` as they are
         done; failed studies come back as error items; nothing readable at all raises the first error."""

@@ -9,7 +9,7 @@ still point at the picture it narrates.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -17,6 +17,9 @@ from ..errors import BadInputError
 from ..types import Attachment, Domain
 from ._video import clip_has_route, extract_keyframes, fmt_ts, parse_ts
 from .base import Agent, AgentContext, AgentOptions, ItemResult, OutputProblem, RoutingHints, resolve_inputs
+
+if TYPE_CHECKING:
+    from .answering import Answerer
 
 DEFAULT_FRAMES = 4  # what the local FastVLM backend takes in one request
 
@@ -60,7 +63,7 @@ class ProductDemoAgent(Agent):
         "intended audience and its key highlights."
     )
 
-    async def arun(self, processor: Any, refs: list[str], options: AgentOptions) -> list[ItemResult]:
+    async def arun(self, processor: Answerer, refs: list[str], options: AgentOptions) -> list[ItemResult]:
         items = resolve_inputs(refs, self.accepts, self.name)
         self.check_count(items)
         videos = [i for i in items if i.kind == "video"]

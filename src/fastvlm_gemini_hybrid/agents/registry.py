@@ -20,7 +20,7 @@ import importlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..errors import BadInputError, ConfigurationError
 from .base import Agent, AgentOptions, ItemResult
@@ -29,6 +29,7 @@ from .recipe import RecipeError, load_recipe
 
 if TYPE_CHECKING:
     from ..processor import HybridVLMProcessor
+    from .answering import Answerer
 
 AGENTS_DIR_ENV = "FASTVLM_HYBRID_AGENTS_DIR"
 
@@ -122,7 +123,8 @@ class AgentRegistry:
         agent = self.get(name)
         agent.check_options(options)
         if processor is not None or not agent.needs_processor(options):
-            return list(await agent.arun(processor, list(refs), options))
+            # None only where the agent said these options need no processor (surveillance without `describe`)
+            return list(await agent.arun(cast("Answerer", processor), list(refs), options))
         if make_processor is None:
             raise ConfigurationError(f"the {name} agent needs a processor, and none was given")
         built = make_processor(agent)

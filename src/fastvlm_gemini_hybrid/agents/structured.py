@@ -18,12 +18,15 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from ..errors import InvalidResponseError
 from ..types import Request, Result
+
+if TYPE_CHECKING:
+    from .answering import Answerer
 
 
 class AgentOutputError(InvalidResponseError):
@@ -196,7 +199,7 @@ def retry_request(request: Request, answer: str, error: str) -> Request:
 
 
 async def ask_structured(
-    processor: Any,
+    processor: Answerer,
     request: Request,
     model: type[BaseModel],
     *,

@@ -32,10 +32,10 @@ from .options import OptionSpec
 from .surveillance_engine import DESCRIBE_SCHEMA, AgentConfig, AlertDescriber, SurveillanceEngine, parse_description
 
 if TYPE_CHECKING:
-    from ..processor import HybridVLMProcessor
     from ..video.decode import Frame, VideoSource
     from ..video.events import Event
     from ..video.zones import ZoneConfig
+    from .answering import Answerer
 
 #: alerts kept in the output; every alert is still streamed, counted and sent to the webhook
 MAX_ALERTS = 1000
@@ -120,7 +120,7 @@ class SurveillanceAgent(Agent):
         return bool(options.extra.get("describe"))
 
     async def arun(
-        self, processor: HybridVLMProcessor | None, refs: list[str], options: AgentOptions,
+        self, processor: Answerer | None, refs: list[str], options: AgentOptions,
     ) -> list[ItemResult]:
         """Watch the one source to its end (or `duration`, or `options.should_stop`); one item back."""
         from ..video.zones import load_zones
@@ -175,7 +175,7 @@ class _OnLoop:
     """The processor's synchronous face for the frame thread: each `run` is the processor's `arun` on
     the caller's event loop (the describer is synchronous; the backends' clients belong to that loop)."""
 
-    def __init__(self, processor: HybridVLMProcessor, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, processor: Answerer, loop: asyncio.AbstractEventLoop) -> None:
         self.processor, self.loop = processor, loop
 
     def run(self, request: Request) -> Result:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._optional import require
 from ..errors import BadInputError, HybridError, PolicyViolationError
@@ -29,6 +29,9 @@ from ..video.motion import MotionConfig, MotionDetector
 from ..video.report import IncidentRecord, thumbnail
 from ..video.track import IoUTracker, Track
 from ..video.zones import ZoneConfig, ZoneTracker
+
+if TYPE_CHECKING:
+    from .answering import BlockingAnswerer
 
 DESCRIBE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -73,14 +76,15 @@ def parse_description(text: str) -> dict[str, Any] | None:
 class AlertDescriber:
     """Describes an alert image through the processor: local first, the cloud only when unsure.
 
-    `processor` is a `HybridVLMProcessor` (anything with `run(Request) -> Result`). `allow_cloud`
-    False (or a sensitive feed) keeps every image on the machine. `faces` is the face policy for what
+    `processor` answers from this (worker) thread: a `BlockingAnswerer` (answering.py) such as a
+    `HybridVLMProcessor` or the server's `LoopBridge`. `allow_cloud` False (or a sensitive feed) keeps
+    every image on the machine. `faces` is the face policy for what
     goes to the cloud: `redact` by default (people on a camera did not agree to be sent anywhere);
     `local` keeps frames with faces here; a stricter FASTVLM_HYBRID_PRIVACY_FACES wins.
     """
 
     def __init__(
-        self, processor: Any, *, allow_cloud: bool = True, sensitive: bool = False,
+        self, processor: BlockingAnswerer, *, allow_cloud: bool = True, sensitive: bool = False,
         threshold: float = 0.5, warn: Callable[[str], None] | None = None, faces: str = "redact",
     ) -> None:
         self.processor = processor

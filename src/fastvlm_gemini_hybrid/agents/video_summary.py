@@ -10,7 +10,7 @@ Chapters must come in time order and inside the clip; an answer that breaks that
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -20,6 +20,9 @@ from ..types import Attachment, Mode
 from ._video import clip_has_route, extract_keyframes, fmt_ts, parse_ts, probe_duration
 from .base import Agent, AgentContext, AgentOptions, ItemResult, OutputProblem, resolve_inputs
 from .structured import ask_structured
+
+if TYPE_CHECKING:
+    from .answering import Answerer
 
 DEFAULT_FRAMES = 8
 
@@ -65,7 +68,7 @@ class VideoSummaryAgent(Agent):
         "Base the chapters on these times."
     )
 
-    async def arun(self, processor: Any, refs: list[str], options: AgentOptions) -> list[ItemResult]:
+    async def arun(self, processor: Answerer, refs: list[str], options: AgentOptions) -> list[ItemResult]:
         items = resolve_inputs(refs, self.accepts, self.name)
         self.check_count(items)
         ctx = AgentContext(items, options)
@@ -94,7 +97,7 @@ class VideoSummaryAgent(Agent):
                 "(drop --sensitive / --mode local-only, or download the video and pass the file)"
             )
 
-    async def _from_keyframes(self, processor: Any, ctx: AgentContext) -> ItemResult:
+    async def _from_keyframes(self, processor: Answerer, ctx: AgentContext) -> ItemResult:
         frames = extract_keyframes(ctx.items[0].ref, ctx.options.max_frames or DEFAULT_FRAMES)
 
         async def describe(_: int, frame: Any) -> str:
