@@ -224,7 +224,10 @@ def test_ray_replicas_share_the_directory_they_are_given(
     serve.ingress = lambda *_a: lambda cls: cls  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ray", types.ModuleType("ray"))
     monkeypatch.setitem(sys.modules, "ray.serve", serve)
-    monkeypatch.delenv(ENV, raising=False)  # the replica sets it; removed again after the test
+    # The replica sets it in os.environ itself. `delenv` of an absent variable records nothing to undo, so
+    # set it first: then the undo removes whatever the replica left (it leaked into later tests before).
+    monkeypatch.setenv(ENV, "")
+    monkeypatch.delenv(ENV)
 
     metrics_dir = tmp_path / "ray-metrics"
     other = start_worker(tmp_path, metrics_dir, 2, "exits")  # another replica's process
