@@ -3,6 +3,9 @@ fallback on capability and content-policy errors); a malformed request is not.""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
 from fakes import make_processor
@@ -16,6 +19,7 @@ from fastvlm_gemini_hybrid.errors import (
     InputNotSupportedError,
     fallback_allowed,
 )
+from fastvlm_gemini_hybrid.processor import HybridVLMProcessor
 from fastvlm_gemini_hybrid.request_builder import build_request
 from fastvlm_gemini_hybrid.types import Attachment
 from synth_media import picture
@@ -71,31 +75,37 @@ def test_a_capability_error_does_not_open_the_circuit() -> None:
     assert circuit.state.value == "closed"
 
 
-async def test_fallback_moves_past_a_server_whose_model_takes_no_images(
-    fake_openai: FakeOpenAIServer, tmp_path: object
-) -> None:
-    settings = load_settings(home=tmp_path / "home", openai_base_url=fake_openai.base_url,  # type: ignore[operator]
-                             openai_model="text-only", openai_timeout_s=5.0)
-    fake_openai.fail(400, "this model is missing data required for image input")
+@pytest.fixture
+async def behind_a_text_only_server(
+    fake_openai: FakeOpenAIServer, tmp_path: Path
+) -> AsyncIterator[tuple[HybridVLMProcessor, FunctionBackend]]:
+    """A processor whose OpenAI-compatible backend (the fake server) comes first and a local fake second."""
+    settings = load_settings(home=tmp_path / "home", openai_base_url=fake_openai.base_url, openai_model="m",
+                             openai_timeout_s=5.0)
     other = FunctionBackend("fastvlm", "a local answer")
     proc = make_processor(settings, None, None, backends={"openai": OpenAICompatBackend(settings), "fastvlm": other},
                           cache=False)
+    yield proc, other
+    await proc.aclose()
+
+
+async def test_fallback_moves_past_a_server_whose_model_takes_no_images(
+    fake_openai: FakeOpenAIServer, behind_a_text_only_server: tuple[HybridVLMProcessor, FunctionBackend]
+) -> None:
+    proc, _ = behind_a_text_only_server
+    fake_openai.fail(400, "this model is missing data required for image input")
     picture_request = build_request("Describe it", [Attachment.from_bytes(picture())], mode="fallback",
                                     model="openai")
     result = await proc.arun(picture_request)
     assert (result.backend, result.response) == ("fastvlm", "a local answer")
     assert result.fallbacks[0].backend == "openai" and "image input" in result.fallbacks[0].error
-    await proc.aclose()
 
 
-async def test_a_malformed_request_stops_the_fallback(fake_openai: FakeOpenAIServer, tmp_path: object) -> None:
-    settings = load_settings(home=tmp_path / "home", openai_base_url=fake_openai.base_url,  # type: ignore[operator]
-                             openai_model="m", openai_timeout_s=5.0)
+async def test_a_malformed_request_stops_the_fallback(
+    fake_openai: FakeOpenAIServer, behind_a_text_only_server: tuple[HybridVLMProcessor, FunctionBackend]
+) -> None:
+    proc, other = behind_a_text_only_server
     fake_openai.fail(400, "temperature must be <= 2")
-    other = FunctionBackend("fastvlm", "a local answer")
-    proc = make_processor(settings, None, None, backends={"openai": OpenAICompatBackend(settings), "fastvlm": other},
-                          cache=False)
     with pytest.raises((BackendRejectedError, AllBackendsFailedError)) as caught:
         await proc.arun(build_request("Describe it", mode="fallback", model="openai"))
     assert type(caught.value) is BackendRejectedError and other.calls == []
-    await proc.aclose()
