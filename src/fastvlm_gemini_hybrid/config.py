@@ -125,6 +125,15 @@ class Settings(BaseSettings):
     )
     fetch_timeout_s: float = Field(10.0, gt=0, description="one deadline for a whole fetch, redirects included")
     fetch_max_redirects: int = Field(3, ge=0, le=10)
+    # live stream URLs for the surveillance agent (server/stream_sources.py): off (SSRF), then listed hosts only
+    stream_sources: bool = Field(False, description="let POST /v1/agents/surveillance open live stream URLs")
+    # NoDecode: the env value is 'cam1.lan:554,10.0.0.0/24' (split by the validator), not JSON
+    stream_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="hosts stream URLs may name: host, host:port, *.suffix, an IP or a CIDR block, optionally "
+                    "scheme:// first; empty = none",
+    )
+    stream_max_s: float = Field(600.0, gt=0, description="longest live stream run the server allows, in seconds")
 
     config_file: Path | None = Field(None, exclude=True)
 
@@ -135,7 +144,7 @@ class Settings(BaseSettings):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
 
-    @field_validator("fetch_allowed_hosts", mode="before")
+    @field_validator("fetch_allowed_hosts", "stream_allowed_hosts", mode="before")
     @classmethod
     def _split_hosts(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.lstrip().startswith("["):

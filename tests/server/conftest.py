@@ -127,3 +127,33 @@ def spool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     return folder
+
+
+@pytest.fixture(scope="module")
+def walker_ts() -> bytes:
+    """Six seconds (60 frames) of tests/video/synth.py's walker as MPEG-TS: it appears at 0.5 s and crosses into
+    synth.ZONES_YAML's loading dock at about 2.6 s. What tests/video/loopback.py serves to the stream tests."""
+    pytest.importorskip("av")
+    pytest.importorskip("cv2")
+    import numpy as np
+
+    from video import synth
+
+    bg, rng, walk = synth.background(), np.random.default_rng(0), synth.walker(enter_t=0.5, speed=80.0)
+    return synth.encode((synth.render(i / 10, walk, bg, rng) for i in range(60)), fmt="mpegts")
+
+
+@pytest.fixture
+def loopback_stream(walker_ts: bytes) -> Iterator[Callable[..., Any]]:
+    """Start a `LoopbackStream` of `walker_ts` on 127.0.0.1 (`tcp://127.0.0.1:PORT`); stopped at teardown."""
+    from video.loopback import LoopbackStream
+
+    started: list[LoopbackStream] = []
+
+    def start(speed: float = 2.0, max_connections: int = 1) -> LoopbackStream:
+        started.append(LoopbackStream(walker_ts, 6.0, speed=speed, max_connections=max_connections))
+        return started[-1]
+
+    yield start
+    for stream in started:
+        stream.close()

@@ -285,3 +285,135 @@ def test_surveillance_as_a_job_streams_each_alert(agent_client: Callable[..., An
     done = client.get(job["urls"]["self"]).json()
     assert done["state"] == "succeeded" and done["results"][0]["output"]["stats"]["alerts"] == 4
     assert list(spool.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- surveillance: live stream URLs
+
+
+def stream_body(url: str, **options: Any) -> dict[str, Any]:
+    from video import synth
+
+    return {"stream": url, "options": {"zones": synth.ZONES_YAML, **options}}
+
+
+def test_stream_urls_are_403_while_stream_sources_is_off(agent_client: Callable[..., Any],
+                                                        loopback_stream: Callable[..., Any], spool: Path) -> None:
+    from video import synth
+
+    server = loopback_stream()
+    client = agent_client()
+    err = assert_error(client.post("/v1/agents/surveillance", json=stream_body(server.url)), 403,
+                       "stream_sources_disabled")
+    assert "FASTVLM_HYBRID_STREAM_SOURCES=true" in err["message"]
+    form = {"stream": server.url, "zones": synth.ZONES_YAML, "job": "true"}  # the job form is refused the same way
+    err = assert_error(client.post("/v1/agents/surveillance", data=form), 403, "stream_sources_disabled")
+    assert "FASTVLM_HYBRID_STREAM_SOURCES=true" in err["message"]
+    assert server.connections == 0 and list(spool.iterdir()) == []
+
+
+def test_a_host_not_on_the_allow_list_is_403_naming_it(agent_client: Callable[..., Any],
+                                                       loopback_stream: Callable[..., Any]) -> None:
+    server = loopback_stream()
+    client = agent_client(stream_sources=True, stream_allowed_hosts=["cam.lan", f"127.0.0.1:{server.port + 1}"])
+    err = assert_error(client.post("/v1/agents/surveillance", json=stream_body(server.url)), 403,
+                       "stream_host_not_allowed")
+    assert f"127.0.0.1:{server.port}" in err["message"] and "stream_allowed_hosts" in err["message"]
+    assert server.connections == 0  # refused before any connection
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"stream": "file:///etc/passwd"}, "scheme file:// is not allowed"),
+        ({"stream": "concat:/etc/passwd|/etc/hosts"}, "must be a URL"),
+        ({"stream": "subfile,,start,0,end,0,,:/etc/passwd"}, "must be a URL"),
+        ({"stream": "tcp://127.0.0.1:9?listen=1"}, "take no ?query"),
+        ({"stream": 5}, "stream must be a string"),
+        ({"attachments": ["https://www.youtube.com/watch?v=dQw4w9WgXcQ"]}, "opens no links"),
+    ],
+)
+def test_bad_stream_sources_are_400(agent_client: Callable[..., Any], body: dict[str, Any], message: str) -> None:
+    from video import synth
+
+    client = agent_client(stream_sources=True, stream_allowed_hosts=["127.0.0.1"])
+    resp = client.post("/v1/agents/surveillance", json={**body, "options": {"zones": synth.ZONES_YAML}})
+    err = assert_error(resp, 400, "bad_input")
+    assert message in err["message"], err["message"]
+
+
+def test_stream_fields_that_do_not_fit_are_400(agent_client: Callable[..., Any], walker_clip: bytes) -> None:
+    client = agent_client(stream_sources=True, stream_allowed_hosts=["127.0.0.1"], stream_max_s=30)
+    url = "tcp://127.0.0.1:9"
+    cases = [
+        ("surveillance", {**stream_body(url), "attachments": [data_uri(walker_clip, "video/mp4")]}, "not both"),
+        ("caption", {"stream": url}, "takes no stream URL"),
+        ("surveillance", stream_body(url, duration=31), "at most 30 s"),
+        ("surveillance", stream_body(url, reconnects=11), "reconnects must be at most 10"),
+    ]
+    for agent, body, message in cases:
+        err = assert_error(client.post(f"/v1/agents/{agent}", json=body), 400, "bad_input")
+        assert message in err["message"], err["message"]
+
+
+def test_surveillance_watches_an_allowed_loopback_stream(agent_client: Callable[..., Any],
+                                                         loopback_stream: Callable[..., Any], spool: Path) -> None:
+    server = loopback_stream()
+    client = agent_client(stream_sources=True, stream_allowed_hosts=[f"127.0.0.1:{server.port}"])
+    resp = client.post("/v1/agents/surveillance", json=stream_body(server.url, duration=5, reconnects=0))
+    assert resp.status_code == 200, resp.text
+    (item,) = resp.json()["items"]
+    assert item["ok"] and item["input"] == server.url
+    types = [a["type"] for a in item["output"]["alerts"]]
+    assert types[:2] == ["motion", "zone_enter"], types
+    assert all(a["start_s"] <= 5.2 for a in item["output"]["alerts"])  # the duration bounded the run
+    assert item["output"]["stats"]["frames"] > 20 and server.connections == 1
+    assert calls(client, "fastvlm") == [] and calls(client, "gemini") == []
+    assert list(spool.iterdir()) == []
+
+
+def test_a_stream_job_streams_alerts_and_can_be_cancelled(agent_client: Callable[..., Any],
+                                                          loopback_stream: Callable[..., Any]) -> None:
+    import time
+
+    from video import synth
+
+    server = loopback_stream(speed=0.25)  # 6 s of video over 24 s
+    client = agent_client(stream_sources=True, stream_allowed_hosts=[f"127.0.0.1:{server.port}"])
+    resp = client.post("/v1/agents/surveillance", data={"stream": server.url, "zones": synth.ZONES_YAML,
+                                                        "job": "true", "reconnects": "0"})
+    assert resp.status_code == 202, resp.text
+    job = resp.json()
+    deadline = time.monotonic() + 20
+    while client.get(job["urls"]["self"]).json()["events"] < 3:  # "running", a note, then the first alert
+        assert time.monotonic() < deadline, "no alert from the stream"
+        time.sleep(0.1)
+    started = time.monotonic()
+    assert client.delete(job["urls"]["self"]).status_code == 200
+    while (state := client.get(job["urls"]["self"]).json())["state"] == "running":
+        assert time.monotonic() - started < 5, "the cancelled job kept running"
+        time.sleep(0.1)
+    assert state["state"] == "cancelled"
+    with client.stream("GET", job["urls"]["events"]) as stream:
+        events = [json.loads(line[6:]) for line in stream.iter_lines() if line.startswith("data: ")]
+    alerts = [e["event"]["type"] for e in events if e["type"] == "event"]
+    assert alerts and alerts[0] == "motion" and "loitering" not in alerts  # stopped long before the end
+
+
+def test_a_live_run_is_bounded_by_default(monkeypatch: pytest.MonkeyPatch, server_settings: Callable[..., Any]) -> None:
+    from fastvlm_gemini_hybrid.agents.base import AgentOptions
+    from fastvlm_gemini_hybrid.server import agents_api
+    from fastvlm_gemini_hybrid.server.stream_sources import check_stream
+
+    settings = server_settings(stream_sources=True, stream_allowed_hosts=["127.0.0.1"], stream_max_s=30)
+    source = check_stream("tcp://127.0.0.1:9000", settings)
+    options = AgentOptions(extra={"duration": None, "reconnects": 5})
+    agents_api._bound_live_run(options, source, settings)
+    assert options.extra["duration"] == 30  # no duration asked: the server's ceiling
+    assert options.source_options == source.options and options.source_options["protocol_whitelist"] == "tcp"
+    now = [1000.0]
+    monkeypatch.setattr(agents_api.time, "monotonic", lambda: now[0])
+    assert options.stopped() is False  # the clock starts at the first frame
+    now[0] += 30 + agents_api.STREAM_GRACE_S - 1
+    assert options.stopped() is False
+    now[0] += 2  # a stream whose clock stalls is stopped by the wall clock
+    assert options.stopped() is True

@@ -690,6 +690,60 @@ def test_surveillance_zones_drawn_on_the_frame_and_events_on_the_timeline(
     u.shot("surveillance", full_page=True)
 
 
+def test_surveillance_watches_a_stream_url_and_says_when_streams_are_off(
+    ui: Callable[..., UI], app_factory: Callable[..., Any], live_server: Callable[..., Any], axe_script: str,
+    loopback_stream: Callable[..., Any],
+) -> None:
+    from video import synth
+
+    # streams are off by default: the view shows the server's refusal as setup help, naming the setting
+    u = ui(live_server().url)
+    page = u.open("surveillance")
+    page.fill("#zones-yaml", synth.ZONES_YAML)
+    page.click("#zones-apply")
+    assert page.is_disabled("#surv-run")
+    page.fill("#surv-stream", "rtsp://camera.lan/stream")
+    page.click("#surv-run")
+    setup = page.locator("#surv-setup")
+    setup.wait_for()
+    assert setup.locator("h3").inner_text() == "Live streams are off on this server"
+    assert "FASTVLM_HYBRID_STREAM_SOURCES=true" in setup.locator("code").all_inner_texts()
+    assert page.inner_text("#surv-error") == "" and page.locator("#surv-events li").count() == 0
+    assert u.axe(axe_script, "surveillance-streams-off") == []
+    u.shot("surveillance-streams-off")
+
+    # on, with the loopback stream's host and port listed: typed in, run from the keyboard, alerts as they come
+    stream = loopback_stream(speed=1.0)
+    app, proc = app_factory(stream_sources=True, stream_allowed_hosts=[f"127.0.0.1:{stream.port}"])
+    u = ui(live_server(app).url)
+    page = u.open("surveillance")
+    page.fill("#zones-yaml", synth.ZONES_YAML)
+    page.click("#zones-apply")
+    page.get_by_label("Stream URL").fill(stream.url)
+    page.get_by_label("Duration (s)").fill("5")
+    page.focus("#surv-run")
+    page.keyboard.press("Enter")
+    # the first alert is on the timeline while the job still runs
+    u.poll("document.querySelectorAll('#surv-timeline .mark').length > 0 && "
+           "document.getElementById('surv-status').textContent.includes('running')", timeout_s=30)
+    page.locator("#surv-status", has_text="succeeded").wait_for(timeout=60_000)
+    kinds = [t.split(" · ")[1].split("\n")[0] for t in page.locator("#surv-events li").all_inner_texts()]
+    assert kinds[:2] == ["motion", "zone enter in loading-dock"], kinds
+    assert page.locator("#surv-timeline .mark").count() == len(kinds)
+    assert stream.connections == 1 and page.locator("#surv-setup").is_hidden()
+    # no local video to seek: a click selects the alert, shows its time and reason and draws its box
+    page.locator("#surv-timeline .mark").nth(1).click()
+    assert page.inner_text("#surv-detail h3").startswith("zone enter in loading-dock at 0:0")
+    assert page.inner_text("#surv-detail h3").endswith("of the stream")
+    assert page.evaluate("document.getElementById('surv-video').currentTime") == 0
+    box = page.locator("#surv-overlay rect.event-box")
+    assert box.count() == 1 and float(box.get_attribute("width")) > 10
+    assert page.locator("#surv-events li button").nth(1).get_attribute("aria-pressed") == "true"
+    assert proc.backend("fastvlm").calls == [] and proc.backend("gemini").calls == []
+    assert u.axe(axe_script, "surveillance-stream") == []
+    u.shot("surveillance-stream", full_page=True)
+
+
 # ------------------------------------------------------------------------------- every view, phone and dark
 @pytest.mark.parametrize("view", ["chat", "camera", "dashboard", "medical", "surveillance"])
 def test_every_view_fits_a_phone_in_dark_mode_and_passes_axe(

@@ -108,6 +108,8 @@ class AgentOptions:
     on_event: Callable[[dict[str, Any]], None] | None = None
     #: polled by long agents between frames or items; True stops them early (a cancelled job)
     should_stop: Callable[[], bool] | None = None
+    #: FFmpeg options for opening a live source (the server's stream policy: protocol and format whitelists)
+    source_options: dict[str, str] = field(default_factory=dict)
 
     def say(self, message: str) -> None:
         (self.warn or _stderr)(message)

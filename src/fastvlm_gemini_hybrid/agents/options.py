@@ -31,7 +31,7 @@ Materialize = Callable[["OptionSpec", "str | dict[str, Any] | list[Any]"], str]
 #: declare them, so an HTTP body or a flag can never mean two things
 RESERVED = frozenset({
     "attachments", "concurrency", "domain", "inputs", "job", "latency", "max_frames", "max_tokens", "mode", "model",
-    "options", "overwrite", "params", "sensitive", "sidecar",
+    "options", "overwrite", "params", "sensitive", "sidecar", "stream",
 })
 _TRUE = frozenset({"1", "true", "on", "yes"})
 _FALSE = frozenset({"0", "false", "off", "no"})

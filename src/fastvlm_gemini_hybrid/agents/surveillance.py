@@ -199,7 +199,8 @@ class _Watch:
         extra, say = self.options.extra, self.options.say
         reconnects = extra.get("reconnects")
         # Opened eagerly: a bad file or a stream that never connects fails before any output.
-        source = VideoSource(self.ref, reconnect_attempts=max(0, reconnects if isinstance(reconnects, int) else 5))
+        source = VideoSource(self.ref, reconnect_attempts=max(0, reconnects if isinstance(reconnects, int) else 5),
+                             open_options=self.options.source_options)
         if self.describer is None:
             say("descriptions unavailable: run with --describe to describe alerts with a model")
         engine = SurveillanceEngine(self.zones, self.config, self.describer)

@@ -10,7 +10,11 @@ from this machine (`report`, `webhook`) are refused.
 
 Body fields: `mode`, `sensitive`, `domain`, `latency`, `model`, `max_tokens`, `concurrency`,
 `max_frames`, `params` (prompt placeholders, an object), `options` (the agent's own, an object; a
-form sends it as JSON text, or each option as a field of its name) and `job`.
+form sends it as JSON text, or each option as a field of its name), `job`, and `stream`: a live
+stream URL instead of an upload, for an agent that takes one (surveillance). The server opens it only
+where an operator turned `stream_sources` on and listed the host (`stream_sources.py`: 403 otherwise,
+400 for a scheme such as file: or concat:), and a live run is bounded: its `duration` defaults to and may
+not exceed `stream_max_s`, with a wall-clock stop shortly after; a job can be cancelled at any time.
 
 Inline by default: the run holds one work-gate slot and answers 200 with every item. With `job=true`
 it goes to the job manager instead (202, then `/v1/jobs/{id}` and its SSE events, where each item and
@@ -21,10 +25,12 @@ disconnect and come back. Errors are the server's JSON bodies: unknown agent 404
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +41,7 @@ from fastapi.responses import JSONResponse
 from ..agents.base import Agent, AgentOptions, ItemResult
 from ..agents.options import OptionSpec, file_content
 from ..agents.registry import AgentRegistry, UnknownAgentError, load_registry
+from ..config import Settings
 from ..errors import BadInputError, HybridError
 from ..types import Attachment, Domain, Latency, Mode
 from .api import state_of
@@ -43,6 +50,7 @@ from .inputs import read_input
 from .jsonbody import json_loads
 from .media import parse_bool, parse_number
 from .state import ServerState
+from .stream_sources import StreamSource, check_stream
 
 if TYPE_CHECKING:
     from .jobs import Job
@@ -51,6 +59,10 @@ router = APIRouter()
 
 #: requests in flight for one run's batch (a client may ask for fewer)
 MAX_CONCURRENCY = 16
+#: reconnects a live run may ask for (each may wait for a connection timeout and a backoff)
+MAX_STREAM_RECONNECTS = 10
+#: wall-clock time a live run gets beyond its `duration` (connecting, reconnecting) before it is stopped anyway
+STREAM_GRACE_S = 60.0
 # What an upload is saved as: agents sniff files, but a folder scan keeps known media suffixes only.
 _SUFFIXES = {"application/dicom": ".dcm", "image/jpeg": ".jpg", "image/tiff": ".tif", "video/quicktime": ".mov",
              "video/x-matroska": ".mkv", "video/x-msvideo": ".avi"}
@@ -91,10 +103,13 @@ async def run_agent(name: str, request: Request) -> Any:
     agent = _agent(registry, name)  # 404 before a byte of the body is read
     state.gate.reserve()  # shed before reading a large upload when there is no room anyway
     fields, attachments = await read_input(request, state)
+    source = await _stream_source(state, agent, fields, attachments)  # checked before anything is written
     spool = Spool()
     try:
-        refs = spool.inputs(agent, attachments)
+        refs = [spool.stream(source)] if source is not None else spool.inputs(agent, attachments)
         options = _options(agent, fields, spool)
+        if source is not None:
+            _bound_live_run(options, source, state.settings)
         if parse_bool(fields.get("job"), "job"):
             job = _submit(state, registry, agent, refs, options, spool)
             spool = None  # the job removes it when it ends
@@ -147,7 +162,9 @@ def _submit(
                 job.emit({"type": "item", **row})
 
         emit = on_loop(job.emit)
-        options.on_item, options.on_event, options.should_stop = record, emit, job.cancel.is_set
+        bound = options.should_stop  # a live run's wall-clock stop
+        options.on_item, options.on_event = record, emit
+        options.should_stop = (lambda: job.cancel.is_set() or bound()) if bound else job.cancel.is_set
         options.warn = lambda note: emit({"type": "note", "message": spool.scrub(note)})
         try:
             async with state.gate.slot(shed=False):
@@ -162,6 +179,49 @@ def _submit(
             spool.close()
 
     return state.jobs.submit(f"agent:{agent.name}", work)
+
+
+# --------------------------------------------------------------------------- live streams
+
+
+async def _stream_source(
+    state: ServerState, agent: Agent, fields: dict[str, Any], attachments: list[Attachment],
+) -> StreamSource | None:
+    """The `stream` field checked by the server's stream policy (resolved off the loop), or None."""
+    url = _text(fields.get("stream"), "stream")
+    if url is None:
+        return None
+    if "stream" not in agent.accepts:
+        raise BadInputError(f"the {agent.name} agent takes no stream URL")
+    if attachments:
+        raise BadInputError("send a clip or a stream URL, not both")
+    return await asyncio.to_thread(check_stream, url, state.settings)
+
+
+def _bound_live_run(options: AgentOptions, source: StreamSource, settings: Settings) -> None:
+    """A live run ends: `duration` (default and ceiling `stream_max_s`), a reconnect ceiling, and a
+    wall-clock stop `STREAM_GRACE_S` after `duration` in case the stream's clock stalls."""
+    cap = settings.stream_max_s
+    duration = options.extra.get("duration")
+    if duration is None:
+        duration = cap
+    elif isinstance(duration, int | float) and duration > cap:
+        raise BadInputError(f"duration must be at most {cap:g} s for a stream on this server (stream_max_s)")
+    reconnects = options.extra.get("reconnects")
+    if isinstance(reconnects, int) and reconnects > MAX_STREAM_RECONNECTS:
+        raise BadInputError(f"reconnects must be at most {MAX_STREAM_RECONNECTS} for a stream on this server")
+    options.extra["duration"] = duration
+    options.source_options = dict(source.options)
+    limit = float(duration) + STREAM_GRACE_S
+    started: list[float] = []
+
+    def over() -> bool:  # polled by the frame thread from the first frame on
+        now = time.monotonic()
+        if not started:
+            started.append(now)
+        return now - started[0] > limit
+
+    options.should_stop = over
 
 
 # --------------------------------------------------------------------------- request fields
@@ -243,6 +303,9 @@ class Spool:
         refs: list[str] = []
         for i, att in enumerate(attachments, 1):
             if att.data is None:  # a YouTube link: the agent decides what it may do with it
+                if "stream" in agent.accepts:  # ... but a video agent would open it: only `stream` is opened
+                    raise BadInputError(f"the {agent.name} agent opens no links: upload the clip, or send a live "
+                                        "stream URL as 'stream'")
                 refs.append(att.url or "")
                 continue
             path = folder / f"input-{i}{_suffix(att.mime)}"
@@ -253,6 +316,11 @@ class Spool:
             self.labels[str(folder)] = "uploads"
             return [str(folder)]
         return refs
+
+    def stream(self, source: StreamSource) -> str:
+        """The checked stream's URL for the agent; results and errors name it as the client wrote it."""
+        self.labels[source.url] = source.label
+        return source.url
 
     def option_file(self, spec: OptionSpec, content: str | dict[str, Any] | list[Any]) -> str:
         folder = self.root / "options"

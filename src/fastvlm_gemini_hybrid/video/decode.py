@@ -134,10 +134,11 @@ def _open_camera(index: str) -> _CameraContainer:
     return _CameraContainer(capture, index)
 
 
-def _open_container(source: str, timeout_s: float) -> Any:
+def _open_container(source: str, timeout_s: float, extra: dict[str, str] | None = None) -> Any:
     """Open `source` with PyAV, turning every failure into one clear `BadInputError` line.
 
-    Webcam indexes use PyAV when its FFmpeg has the platform's capture device, else OpenCV."""
+    Webcam indexes use PyAV when its FFmpeg has the platform's capture device, else OpenCV. `extra` are
+    FFmpeg options that win over these (the server's stream policy: protocol_whitelist and the like)."""
     av = _av()
     options: dict[str, str] = {}
     kwargs: dict[str, Any] = {}
@@ -163,6 +164,7 @@ def _open_container(source: str, timeout_s: float) -> Any:
             options["timeout"] = micro
         elif source.lower().startswith("tcp://"):
             options["timeout"] = micro
+        options.update(extra or {})
     else:
         path = Path(source)
         if not path.exists():
@@ -189,6 +191,7 @@ class VideoSource:
 
     For live sources: `queue_size` bounds the frames waiting (newest wins), `reconnect_attempts` and
     `backoff_s` bound the reconnection loop, and `open_timeout_s` bounds each connection attempt.
+    `open_options` are FFmpeg options for a network source, on every (re)connection.
     Call `close()` (or use `with`) to stop the reader thread.
     """
 
@@ -203,8 +206,10 @@ class VideoSource:
         max_backoff_s: float = 8.0,
         open_timeout_s: float = 10.0,
         threads: bool = True,
+        open_options: dict[str, str] | None = None,
     ) -> None:
         self.source = str(source)
+        self.open_options = dict(open_options or {})
         self.live = is_live(self.source) if live is None else live
         self.queue_size = max(1, queue_size)
         self.reconnect_attempts = reconnect_attempts
@@ -249,7 +254,7 @@ class VideoSource:
             if self._stop.is_set():
                 break
             try:
-                container = _open_container(self.source, self.open_timeout_s)
+                container = _open_container(self.source, self.open_timeout_s, self.open_options)
             except BadInputError as exc:
                 last = exc
                 if attempt + 1 < attempts:
@@ -385,7 +390,7 @@ class VideoSource:
             if self._stop.wait(delay):
                 return None
             try:
-                container = _open_container(self.source, self.open_timeout_s)
+                container = _open_container(self.source, self.open_timeout_s, self.open_options)
             except BadInputError as exc:
                 self.stats.errors.append(str(exc))
                 delay = min(delay * 2, self.max_backoff_s)

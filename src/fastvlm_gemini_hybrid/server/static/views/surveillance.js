@@ -1,6 +1,8 @@
 // The surveillance view, after Frigate: a clip, zones drawn and edited on its frame (kept as the zones YAML
 // that `fastvlm-hybrid surveil --zones` reads), the surveillance agent run as a job with its alerts
 // arriving over SSE, and the alerts as a timeline under the video: a click seeks there and draws the box.
+// Or a live stream URL that the server opens (where its operator allowed that host) for a set duration:
+// there is no local video to seek then, so a click shows the alert's time, description and box.
 import { api, readSSE } from "../lib/api.js";
 import { $, h, s } from "../lib/dom.js";
 
@@ -9,6 +11,7 @@ let zones = [];          // [{name, polygon: [[x, y], ...], restricted, loiter_s
 let drawing = null;      // the polygon being drawn, or null
 let events = [];
 let selected = -1;
+let live = 0;            // seconds of stream the last run watched; 0 when it ran on the clip
 
 export function mount(root) {
   root.append(h("div", { class: "agent surv" },
@@ -17,6 +20,14 @@ export function mount(root) {
       h("div", { class: "row" }, h("label", { class: "button" }, "Choose a clip",
         h("input", { id: "surv-file", type: "file", accept: "video/*", class: "sr-only", onchange: (e) => setClip(e.target.files[0]) })),
         h("span", { id: "surv-name", class: "hint", text: "no clip yet" })),
+      h("div", { class: "row stream" },
+        h("label", { for: "surv-stream" }, "Stream URL"),
+        h("input", { id: "surv-stream", type: "url", placeholder: "rtsp://camera.lan/stream", autocomplete: "off", spellcheck: false,
+          "aria-describedby": "surv-stream-hint", oninput: sourceChanged }),
+        h("label", { for: "surv-duration" }, "Duration (s)"),
+        h("input", { id: "surv-duration", type: "number", min: 1, step: 1, value: "60" })),
+      h("p", { id: "surv-stream-hint", class: "hint", text: "Or watch a live stream (rtsp, http, tcp…) instead of the clip, for the duration: the server opens it if its operator allowed that host. A clip from the same camera can stay to draw the zones on." }),
+      h("div", { id: "surv-setup", class: "setup", hidden: true }),
       h("div", { class: "player", id: "surv-player" },
         h("video", { id: "surv-video", controls: true, muted: true, playsinline: true, preload: "auto", "aria-label": "The clip" }),
         s("svg", { id: "surv-overlay", preserveAspectRatio: "xMidYMid meet", viewBox: "0 0 320 240", "aria-hidden": "true" })),
@@ -65,9 +76,28 @@ function setClip(file) {
   $("surv-name").textContent = file.name;
   $("surv-player").dataset.ready = "";
   $("surv-video").src = URL.createObjectURL(file);
+  $("surv-stream").value = "";  // a clip chosen now is what runs
   events = [];
   renderEvents();
-  $("surv-run").disabled = false;
+  sourceChanged();
+}
+
+const streamURL = () => $("surv-stream").value.trim();
+const runnable = () => { $("surv-run").disabled = !clip && !streamURL(); };
+function sourceChanged() {
+  runnable();
+  $("surv-setup").hidden = true;
+}
+
+/** The server refused the stream (streams off, or the host not listed): its message says which setting to set. */
+function showSetup(err) {
+  const setting = err.message.match(/FASTVLM_HYBRID_[A-Z_]+(=true)?/g) || [];
+  $("surv-setup").replaceChildren(
+    h("h3", { text: err.code === "stream_sources_disabled" ? "Live streams are off on this server" : "This stream's host is not allowed" }),
+    h("p", { text: err.message }),
+    ...setting.map((v) => h("code", { class: "cmd", text: v })),
+    h("p", { text: "An operator sets it where the server runs, then restarts it. A clip can be uploaded meanwhile." }));
+  $("surv-setup").hidden = false;
 }
 
 // ------------------------------------------------------------------ zones: drawing and editing
@@ -183,7 +213,12 @@ function downloadYAML() {
 async function run() {
   if (!zones.length) { $("surv-error").textContent = "draw at least one zone first"; return; }
   const form = new FormData();
-  form.append("file", clip, clip.name);
+  const url = streamURL();
+  live = url ? Number($("surv-duration").value) || 60 : 0;
+  if (url) {
+    form.append("stream", url);
+    form.append("duration", String(live));
+  } else form.append("file", clip, clip.name);
   form.append("zones", toYAML());
   form.append("job", "true");
   if ($("surv-describe").checked) form.append("describe", "true");
@@ -192,22 +227,26 @@ async function run() {
   selected = -1;
   renderEvents();
   $("surv-error").textContent = "";
+  $("surv-setup").hidden = true;
   $("surv-run").disabled = true;
-  $("surv-status").textContent = "Submitting…";
+  $("surv-status").textContent = url ? `Connecting to ${url} for ${live} s…` : "Submitting…";
   try {
     const job = await (await api("/v1/agents/surveillance", { method: "POST", body: form })).json();
     $("surv-status").textContent = `Job ${job.id}: queued`;
     const stream = await api(job.urls.events);
     await readSSE(stream, (ev) => {
       if (ev.type === "state") $("surv-status").textContent = `Job ${job.id}: ${ev.state}${ev.error ? ` (${ev.error.message || ev.error})` : ""}`;
-      else if (ev.type === "event") { events.push(ev.event); renderEvents(); }
+      else if (ev.type === "event") { events.push({ ...ev.event, reason: ev.reason }); renderEvents(); }
       else if (ev.type === "item" && ev.output?.alerts) { events = ev.output.alerts; renderEvents(); }
       else if (ev.type === "item" && !ev.ok) $("surv-error").textContent = ev.error?.message || "the run failed";
     });
   } catch (err) {
-    $("surv-error").textContent = err.message;
+    const code = err.body?.error?.code;
+    if (code === "stream_sources_disabled" || code === "stream_host_not_allowed") showSetup({ code, message: err.body.error.message });
+    else $("surv-error").textContent = err.message;
+    $("surv-status").textContent = "";
   } finally {
-    $("surv-run").disabled = false;
+    runnable();
   }
 }
 
@@ -215,7 +254,7 @@ const clock = (t) => `${Math.floor(t / 60)}:${(t % 60).toFixed(1).padStart(4, "0
 const what = (e) => `${e.type.replace("_", " ")}${e.zone ? ` in ${e.zone}` : ""}`;
 
 function renderEvents() {
-  const duration = $("surv-video").duration || Math.max(1, ...events.map((e) => e.end_s ?? e.start_s));
+  const duration = (!live && $("surv-video").duration) || Math.max(1, live, ...events.map((e) => e.end_s ?? e.start_s));
   const line = $("surv-timeline");
   const lanes = [...new Set(events.map((e) => e.type))];  // one row per kind of event, so spans never hide each other
   line.style.height = `${Math.max(1, lanes.length) * 16 + 8}px`;
@@ -235,10 +274,10 @@ function select(i) {
   const e = events[i];
   const video = $("surv-video");
   video.pause();
-  video.currentTime = e.start_s;
+  if (!live) video.currentTime = e.start_s;  // a stream has no local video to seek
   render(false);
   renderEvents();
-  $("surv-detail").replaceChildren(h("h3", { text: `${what(e)} at ${clock(e.start_s)}` }),
+  $("surv-detail").replaceChildren(h("h3", { text: `${what(e)} at ${clock(e.start_s)}${live ? " of the stream" : ""}` }),
     h("p", { text: `${e.priority} priority${e.track_id != null ? ` · track ${e.track_id}` : ""}${e.end_s != null ? ` · until ${clock(e.end_s)}` : ""} · box ${e.bbox.join(", ")}` }),
     h("p", { text: e.description || e.reason || "no description (turn on Describe to have the model write one)" }));
 }
