@@ -172,7 +172,7 @@ class Worker:
                                                    pad_token_id=config.text_config.pad_token_id, do_sample=False)
 
         class InMemory(FastVLMRuntime):
-            def _load_model(self, transformers: Any, config: Any) -> Any:
+            def _load_model(self, transformers: Any, config: Any, quantize: str | None) -> Any:
                 return model
 
         runtime = InMemory(directory, device=self.device, dtype=self.dtype_name)

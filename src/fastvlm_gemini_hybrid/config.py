@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cpu, cuda, mps")
     dtype: str = Field("auto", description="auto, float32, bfloat16, float16")
     threads: int | None = None
-    quantize: str | None = Field(None, description="int8 for dynamic int8 on CPU")
+    quantize: str | None = Field(
+        None, description="int8 or int4: weight-only quantised language model (fastvlm: CPU, torch's packed-weight "
+                          "kernels; mlx: nn.quantize); unset: the dtype's full weights")
 
     # cloud side
     gemini_api_key: SecretStr | None = Field(

@@ -9,10 +9,10 @@ from fastvlm_gemini_hybrid.errors import ConfigurationError
 from fastvlm_gemini_hybrid.models import device as dev
 
 
-def test_explicit_dtypes_and_int8_force_float32() -> None:
+def test_explicit_dtypes() -> None:
     assert dev.pick_dtype(torch, "cpu", "bf16") is torch.bfloat16
     assert dev.pick_dtype(torch, "cpu", "float32") is torch.float32
-    assert dev.pick_dtype(torch, "cpu", "bfloat16", quantize="int8") is torch.float32
+    assert dev.pick_dtype(torch, "cpu", "bfloat16") is torch.bfloat16  # weight-only quantisation keeps it
     with pytest.raises(ConfigurationError, match="unknown dtype"):
         dev.pick_dtype(torch, "cpu", "float8")
 

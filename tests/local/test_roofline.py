@@ -94,10 +94,14 @@ def test_decode_weight_bytes_counts_the_decoder_and_head_once() -> None:
     assert tied.get_output_embeddings().weight is tied.get_input_embeddings().weight
     assert roofline.decode_weight_bytes(tied, "bf16") == 2 * params
     assert roofline.decode_weight_bytes(tied, "fp32") == 4 * params
-    # dynamic int8 quantizes every Linear, the head too (its own int8 copy of the shared table): 1 byte each
-    linear = sum(m.weight.numel() for m in [*decoder.modules(), tied.get_output_embeddings()]
-                 if isinstance(m, torch.nn.Linear))
-    assert roofline.decode_weight_bytes(tied, "int8") == 4 * params - 3 * linear
+    # weight-only int8/int4 quantize every Linear, the head too (its own copy of the shared table), plus
+    # scales; the embedding table is then read one row per step; norms and biases stay fp32
+    linears = [m for m in [*decoder.modules(), tied.get_output_embeddings()] if isinstance(m, torch.nn.Linear)]
+    linear = sum(m.weight.numel() for m in linears)
+    rows = sum(m.weight.shape[0] for m in linears)
+    rest = params - linear  # the head's weight is the embedding table: counted once, as a linear
+    assert roofline.decode_weight_bytes(tied, "int8") == linear + 2 * rows + 4 * rest
+    assert roofline.decode_weight_bytes(tied, "int4") == int(linear * (0.5 + 4 / 128) + 4 * rest)
     with pytest.raises(ValueError):
         roofline.decode_weight_bytes(tied, "int3")
 
@@ -154,3 +158,21 @@ def test_fastvlm_cpu_prints_roofline_lines(tiny_model_dir: Path, capsys: pytest.
     assert "roofline" in out and "copy bandwidth" in out and "GFLOP per 256x256 picture" in out
     for name in names:
         assert sum(line.lstrip().startswith(name) for line in out.splitlines()) == 2  # decode row, vision row
+
+
+def test_fastvlm_cpu_extra_reports_accuracy_and_batch(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _benchmark()
+    acc = bench.extra.worker_accuracy(tiny_model_dir, ["int8", "int4"])
+    assert set(acc) >= {"bf16", "fp32", "int8", "int4"}
+    assert acc["bf16"]["bf16"]["mean_rel_err"] == 0.0 and acc["bf16"]["bf16"]["top1_agreement"] == 1.0
+    assert acc["int4"]["bf16"]["mean_rel_err"] > acc["int8"]["bf16"]["mean_rel_err"] > 0
+    monkeypatch.setattr(bench.extra, "BATCH_SIZES", (1, 2))
+    monkeypatch.setattr(bench.extra, "BATCH_TOKENS", 3)
+    batch = bench.extra.worker_batch(tiny_model_dir, "int8")
+    assert set(batch["sizes"]) == {"1", "2"} and all(positive(r["pictures_per_s"]) for r in batch["sizes"].values())
+    bench.extra.report_accuracy(acc)
+    bench.extra.report_batch(batch)
+    out = capsys.readouterr().out
+    assert "numerical cost of each weight format" in out and "vs bf16" in out
+    assert "batch  2:" in out and "x batch 1" in out

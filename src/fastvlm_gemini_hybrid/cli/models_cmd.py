@@ -98,7 +98,7 @@ def _bench(args: argparse.Namespace) -> int:
         [
             f"model      {result['model']} ({result['path']})",
             f"device     {result['device']} {result['dtype']}"
-            + (" int8" if result["quantize"] else "")
+            + (f" {result['quantize']}" if result["quantize"] else "")
             + f", {result['threads']} threads",
             f"load       {result['load_s']:.2f} s",
             f"TTFT       {med('ttft_s')} s median (min {s['ttft_s']['min']:.3f}, {args.runs} runs)",
@@ -163,6 +163,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="auto, cpu, cuda, mps")
     p.add_argument("--dtype", help="auto, float32, bfloat16, float16")
     p.add_argument("--threads", type=int)
-    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 on CPU")
+    p.add_argument("--quantize", choices=["int8", "int4"],
+                   help="weight-only int8/int4 language model (CPU; faster decode, less memory)")
     add_json_flag(p)
     p.set_defaults(handler=_bench)

@@ -68,10 +68,8 @@ def cpu_bf16_is_faster() -> bool:
     return best(a16, b16) < 0.9 * best(a32, b32)
 
 
-def pick_dtype(torch: Any, device: str, requested: str = "auto", *, quantize: str | None = None) -> Any:
+def pick_dtype(torch: Any, device: str, requested: str = "auto") -> Any:
     requested = (requested or "auto").lower()
-    if quantize:
-        return torch.float32
     if requested != "auto":
         if requested not in _DTYPES:
             raise ConfigurationError(f"unknown dtype {requested!r}; choose auto, float32, bfloat16 or float16")

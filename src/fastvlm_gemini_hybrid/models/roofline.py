@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 #: Bytes per parameter in each weight format; int8 is dynamic int8 (linear weights 1 byte, the rest fp32).
-FORMAT_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2, "int8": 4}
+FORMAT_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2, "int8": 4, "int4": 4}
+#: weight-only formats (models/weight_quant.py): bytes per linear weight, scales included (int8: one bf16
+#: scale per output row, counted separately; int4: a bf16 scale and zero per group of 128 inputs)
+_LINEAR_BYTES = {"int8": 1.0, "int4": 0.5 + 4 / 128}
 _DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
                 "fp16": "float16", "float16": "float16", "half": "float16"}
 _DEFAULT_LLC = 32 * 2**20
@@ -161,31 +164,34 @@ def share(achieved: float, limit: float) -> float:
 def decode_weight_bytes(model: Any, fmt: str) -> int:
     """Bytes of weights one decode step reads: the text decoder and the output head, in format `fmt`.
 
-    The input embedding table is left out (a step reads one row of it) unless the head shares it; in
-    `int8` (PyTorch dynamic int8) linear weights count 1 byte and everything else stays fp32. The KV
-    cache and activations are not counted, so the roofline this gives is an upper bound."""
-    import torch
-
+    The input embedding table is left out (a step reads one row of it) unless the head shares it in a
+    float format. In the weight-only formats `int8` and `int4` (models/weight_quant.py) every linear
+    weight, the head's included (its own quantised copy of a shared table), counts 1 or 0.5 byte plus its
+    scales, and everything else counts fp32, the compute dtype on CPUs without native bf16. The KV cache
+    and activations are not counted, so the roofline this gives is an upper bound."""
     fmt = fmt.lower()
     if fmt not in FORMAT_BYTES:
         raise ValueError(f"unknown weight format {fmt!r}; choose one of {', '.join(FORMAT_BYTES)}")
     per = FORMAT_BYTES[fmt]
+    packed = _LINEAR_BYTES.get(fmt)
     head = model.get_output_embeddings()
     embed = model.get_input_embeddings()
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else model
     tied = head is not None and head.weight is embed.weight
     seen: set[int] = set()
-    total = 0
+    total = 0.0
     for module in [m for m in (head,) if m is not None] + list(decoder.modules()):
         for name, param in module.named_parameters(recurse=False):
             if id(param) in seen:
                 continue
             seen.add(id(param))
-            if module is embed and not tied:
+            if module is embed and (not tied or packed is not None):
                 continue
-            linear_weight = isinstance(module, torch.nn.Linear) and name == "weight"
-            total += param.numel() * (1 if fmt == "int8" and linear_weight else per)
-    return total
+            if packed is not None and name == "weight" and param.dim() == 2 and module is not embed:
+                total += param.numel() * packed + (2 * param.shape[0] if fmt == "int8" else 0)
+            else:
+                total += param.numel() * per
+    return int(total)
 
 
 def count_flops(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:

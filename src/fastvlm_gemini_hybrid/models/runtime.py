@@ -9,7 +9,9 @@ Where time goes on CPU, and what is done about it (see benchmarks/fastvlm_cpu.py
 - a follow-up question on the same image should not pay for the image again: projected image features
   are kept in an LRU keyed by image sha256 + preprocessing digest, and, because the chat template puts
   the image first, the KV cache of the prompt prefix up to the image is kept too (same key + prefix ids);
-- attention uses SDPA; everything runs under `torch.inference_mode`; optional dynamic int8 on CPU.
+- attention uses SDPA; everything runs under `torch.inference_mode`;
+- decode is bound by memory bandwidth: `quantize=int8|int4` stores the language model's linear weights
+  in 1 or 0.5 bytes (models/weight_quant.py), built tensor by tensor from the checkpoint.
 Not thread-safe: the backend serialises calls with a lock (one model per process).
 """
 
@@ -25,7 +27,7 @@ from typing import Any
 
 from .._optional import require
 from ..errors import BackendUnavailableError, BadInputError, ConfigurationError, HybridError
-from . import decoding
+from . import decoding, weight_quant
 from .architecture import IMAGE_TOKEN
 from .device import pick_device, pick_dtype, set_threads
 from .items import GenItem, GenOutput, ImageInput  # re-exported: callers import them from here
@@ -86,17 +88,19 @@ class FastVLMRuntime:
         transformers.utils.logging.disable_progress_bar()
         transformers.utils.logging.set_verbosity_error()
         quantize = (self._want["quantize"] or "").lower() or None
-        if quantize not in (None, "int8"):
-            raise ConfigurationError(f"unknown quantize setting {quantize!r}; the only choice is int8")
+        if quantize not in (None, *weight_quant.FORMATS):
+            raise ConfigurationError(f"unknown quantize setting {quantize!r}; choose int8 or int4 (weight-only, "
+                                     "CPU) or leave it unset")
         set_threads(torch, self._want["threads"])
         self.device = pick_device(torch, self._want["device"])
         if quantize and self.device != "cpu":
-            raise ConfigurationError("quantize=int8 (dynamic int8) is for CPU only; unset it on GPUs")
-        self.dtype = pick_dtype(torch, self.device, self._want["dtype"], quantize=quantize)
+            raise ConfigurationError(f"quantize={quantize} (weight-only, torch's CPU kernels) is for CPU only; "
+                                     "unset it on GPUs")
+        self.dtype = pick_dtype(torch, self.device, self._want["dtype"])
         try:
             config = transformers.AutoConfig.from_pretrained(self.path)
             self.processor = transformers.AutoProcessor.from_pretrained(self.path)
-            model = self._load_model(transformers, config)
+            model = self._load_model(transformers, config, quantize)
         except (MemoryError, torch.OutOfMemoryError) as exc:
             raise BackendUnavailableError(f"out of memory loading {self.path}: {exc}", backend="fastvlm") from None
         except HybridError:
@@ -113,14 +117,6 @@ class FastVLMRuntime:
         self.is_fastvlm = config.model_type == "fast_vlm" and hasattr(self.processor, "patch_size")
         if self.is_fastvlm and self.channels_last:
             model.model.vision_tower.to(memory_format=torch.channels_last)
-        if quantize == "int8":
-            import warnings
-
-            from torch.ao.quantization import quantize_dynamic
-
-            with warnings.catch_warnings():  # torch.ao is deprecated in favour of torchao, still works
-                warnings.simplefilter("ignore")
-                quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
         self.model = model
         self.quantize = quantize
         self.tokenizer = self.processor.tokenizer
@@ -134,14 +130,22 @@ class FastVLMRuntime:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.image_token_id = getattr(config, "image_token_id", None)
 
-    def _load_model(self, transformers: Any, config: Any) -> Any:
-        cls = transformers.AutoModelForImageTextToText
+    def _load_model(self, transformers: Any, config: Any, quantize: str | None) -> Any:
         try:
-            return cls.from_pretrained(self.path, dtype=self.dtype, attn_implementation="sdpa")
+            return self._load_with(transformers, config, quantize, "sdpa")
         except ValueError as exc:
             if "sdpa" not in str(exc).lower():
                 raise
-            return cls.from_pretrained(self.path, dtype=self.dtype)  # a model without SDPA support
+            return self._load_with(transformers, config, quantize, None)  # a model without SDPA support
+
+    def _load_with(self, transformers: Any, config: Any, quantize: str | None, attn: str | None) -> Any:
+        if quantize:  # built tensor by tensor from the checkpoint, so no full-precision copy is ever whole
+            model = weight_quant.load_weight_only(transformers, self.path, config, quantize, self.dtype, attn)
+            if model is not None:
+                return model
+        extra = {"attn_implementation": attn} if attn else {}
+        model = transformers.AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype, **extra)
+        return weight_quant.finish_in_place(model, quantize, self.dtype) if quantize else model
 
     def close(self) -> None:
         self.model = None
@@ -234,7 +238,8 @@ class FastVLMRuntime:
             )
         return min(max(1, min(i.options.max_tokens for i in items)), self.context - longest)
 
-    def _prefill_fastvlm(self, items: list[GenItem], torch: Any) -> decoding.PrefillState:
+    def _encode(self, items: list[GenItem]) -> tuple[Any, Any, list[Any]]:
+        """Token ids (left-padded), attention mask and image features for a batch of FastVLM prompts."""
         all_images = [img for item in items for img in item.images]
         feats = self._image_features(all_images) if all_images else []
         texts = []
@@ -247,7 +252,23 @@ class FastVLMRuntime:
             k += len(item.images)
             texts.append(text.replace("\x00", IMAGE_TOKEN))
         enc = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-        ids, mask = enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device)
+        return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device), feats
+
+    def teacher_forced_logits(self, item: GenItem, continuation: list[int]) -> Any:
+        """fp32 logits (len(continuation) + 1, vocab) at the prompt's last position and after each token of
+        `continuation`: what a weight format's numerical cost is measured on (benchmarks, tests)."""
+        torch = require("torch", "local")
+        if self.model is None or not self.is_fastvlm:
+            raise BackendUnavailableError("teacher-forced logits need a loaded FastVLM model", backend="fastvlm")
+        with torch.inference_mode():
+            ids, _, feats = self._encode([item])
+            ids = torch.cat([ids, torch.tensor([continuation], dtype=ids.dtype, device=ids.device)], dim=1)
+            out = self.model(inputs_embeds=self._embed(ids, feats, torch), use_cache=False,
+                             logits_to_keep=len(continuation) + 1)
+            return out.logits[0].float()
+
+    def _prefill_fastvlm(self, items: list[GenItem], torch: Any) -> decoding.PrefillState:
+        ids, mask, feats = self._encode(items)
         lengths = [int(x) for x in mask.sum(-1)]
         max_new = self._check_context(lengths, items)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -306,3 +327,4 @@ class FastVLMRuntime:
         out = self.model(**inputs, use_cache=True)
         self.last_timings["prefill_s"] = time.perf_counter() - start
         return decoding.PrefillState(out.logits[:, -1, :], out.past_key_values, mask, None, lengths, max_new)
+

@@ -1,0 +1,104 @@
+"""The two extra measurements of benchmarks/fastvlm_cpu.py, each run in a process of its own.
+
+- accuracy: what a weight format costs numerically. For a fixed set of prompts and pictures, the bf16
+  model answers greedily; then every format scores that same answer (teacher forcing) and its logits at
+  each position are compared with bf16's and fp32's: max and mean relative error ||l - ref|| / ||ref||
+  and top-1 agreement (`models/weight_quant.logits_error`). Random weights say nothing about answer
+  quality; this measures how far a format moves the numbers, which is what a format can be blamed for.
+- batch: pictures per second through `FastVLMRuntime.generate` (what `batch` and batch jobs call) at
+  batch sizes 1, 4 and 8, every picture new (no vision cache hits), a fixed number of tokens each.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+ACCURACY_PROMPTS = ("Describe this image in detail.", "What colours are the largest shapes?", "Is there any text?")
+ACCURACY_PICTURES = (11, 12)
+ACCURACY_TOKENS = 8
+BATCH_SIZES = (1, 4, 8)
+BATCH_TOKENS = 16
+
+
+def _runtime(model_dir: Path, fmt: str) -> Any:
+    from fastvlm_gemini_hybrid.models.runtime import FastVLMRuntime
+
+    if fmt in ("int8", "int4"):
+        runtime = FastVLMRuntime(model_dir, device="cpu", dtype="auto", quantize=fmt)
+    else:
+        runtime = FastVLMRuntime(model_dir, device="cpu", dtype={"bf16": "bfloat16", "fp32": "float32"}[fmt])
+    runtime.load()
+    return runtime
+
+
+def _items(tokens: int, seeds: tuple[int, ...], prompts: tuple[str, ...]) -> list[Any]:
+    from fastvlm_gemini_hybrid.models.bench import synthetic_image
+    from fastvlm_gemini_hybrid.models.runtime import GenItem, ImageInput
+    from fastvlm_gemini_hybrid.types import GenerationOptions
+
+    return [GenItem(prompt, (ImageInput.from_bytes(synthetic_image(seed)),), GenerationOptions(max_tokens=tokens))
+            for seed in seeds for prompt in prompts]
+
+
+def worker_accuracy(model_dir: Path, formats: list[str]) -> dict[str, Any]:
+    """Logits of every format against bf16 and fp32 on the bf16 model's own greedy answers."""
+    import torch
+
+    from fastvlm_gemini_hybrid.models.weight_quant import logits_error
+
+    items = _items(ACCURACY_TOKENS, ACCURACY_PICTURES, ACCURACY_PROMPTS)
+    logits: dict[str, list[Any]] = {}
+    answers: list[list[int]] = []
+    for fmt in ["bf16", "fp32", *[f for f in formats if f not in ("bf16", "fp32")]]:
+        runtime = _runtime(model_dir, fmt)  # one at a time: two full-size models need not share memory
+        if fmt == "bf16":
+            answers = [runtime.generate([item], ignore_eos=True)[0].token_ids for item in items]
+        logits[fmt] = [runtime.teacher_forced_logits(item, answer) for item, answer in zip(items, answers,
+                                                                                          strict=True)]
+        runtime.close()
+        del runtime
+    out: dict[str, Any] = {"prompts": len(items), "tokens": ACCURACY_TOKENS}
+    for fmt, rows in logits.items():
+        out[fmt] = {ref: logits_error(torch.cat(logits[ref]), torch.cat(rows)) for ref in ("bf16", "fp32")}
+    return out
+
+
+def worker_batch(model_dir: Path, fmt: str) -> dict[str, Any]:
+    """Pictures per second at each batch size, new pictures every time."""
+    runtime = _runtime(model_dir, fmt)
+    runtime.generate(_items(2, (900,), ("Warm up.",)), ignore_eos=True)
+    out: dict[str, Any] = {"format": fmt, "tokens": BATCH_TOKENS, "sizes": {}}
+    seed = 2000
+    for size in BATCH_SIZES:
+        items = _items(BATCH_TOKENS, tuple(range(seed, seed + size)), ("Describe this image in detail.",))
+        seed += size
+        start = time.perf_counter()
+        results = runtime.generate(items, ignore_eos=True)
+        elapsed = time.perf_counter() - start
+        assert all(r.output_tokens == BATCH_TOKENS for r in results)
+        out["sizes"][str(size)] = {"seconds": elapsed, "pictures_per_s": size / elapsed,
+                                   "vision_s": runtime.last_timings.get("vision_s", float("nan"))}
+    return out
+
+
+def report_accuracy(acc: dict[str, Any]) -> None:
+    print(f"\nnumerical cost of each weight format ({acc['prompts']} prompts x pictures, {acc['tokens']} tokens "
+          "each, teacher-forced on bf16's greedy answer; random weights: no measure of answer quality)")
+    print(f"  {'':<8}{'vs bf16: max':>14}{'mean':>8}{'top-1':>8}{'vs fp32: max':>15}{'mean':>8}{'top-1':>8}")
+    for fmt, refs in acc.items():
+        if not isinstance(refs, dict):
+            continue
+        cells = "".join(f"{refs[r]['max_rel_err']:>{w}.2%}{refs[r]['mean_rel_err']:>8.2%}"
+                        f"{refs[r]['top1_agreement']:>8.0%}" for r, w in (("bf16", 14), ("fp32", 15)))
+        print(f"  {fmt:<8}{cells}")
+
+
+def report_batch(batch: dict[str, Any]) -> None:
+    print(f"\nbatch throughput ({batch['format']}, {batch['tokens']} tokens per picture, new pictures each time):")
+    base = batch["sizes"].get("1", {}).get("pictures_per_s")
+    for size, row in batch["sizes"].items():
+        gain = f"  ({row['pictures_per_s'] / base:.2f}x batch 1)" if base else ""
+        print(f"  batch {size:>2}: {row['pictures_per_s']:.3f} pictures/s, {row['seconds']:.1f} s for the batch, "
+              f"vision {row['vision_s']:.1f} s{gain}")
