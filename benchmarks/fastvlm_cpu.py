@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module, however this file is loaded
-import fastvlm_cpu_extra as extra  # noqa: E402
+import fastvlm_cpu_extra as extra
 
 CONFIGS = ("plain-fp32", "plain-bf16", "ours-fp32", "ours-bf16", "ours-int8", "ours-int4")
 
