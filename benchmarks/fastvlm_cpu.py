@@ -16,7 +16,9 @@ machine's noise falls on all alike; ratios are medians of per-run ratios. Peak R
 process per configuration. Figures: TTFT (image bytes to first
 token, preprocessing included), vision encode, decode tokens/s, follow-up TTFT on the same image.
 "ours-int8" / "ours-int4" are weight-only quantised language models (models/weight_quant.py), the
-rest of the model in the device's best dtype. Goals: TTFT <= 0.5x plain bf16, decode >= 2.0x plain bf16,
+rest of the model in the device's best dtype; "ort-fp32|q8|q4" are the ONNX Runtime engine
+(models/ort_runtime.py: the same contract; q8/q4 are MatMulNBits weight-only decoders), exported once
+into its cache before timing (the export is not timed). Goals: TTFT <= 0.5x plain bf16, decode >= 2.0x plain bf16,
 follow-up <= 0.3x TTFT, and the default format's logits within 2% (mean relative error) of bf16.
 
 Then, each in a process of its own (benchmarks/fastvlm_cpu_extra.py): the numerical cost of each weight
@@ -47,17 +49,25 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling module, however this file is loaded
 import fastvlm_cpu_extra as extra
 
-CONFIGS = ("plain-fp32", "plain-bf16", "ours-fp32", "ours-bf16", "ours-int8", "ours-int4")
+BUILD_VERSION = 2  # 2: the vision tower's signal kept alive (architecture.init_vision_tower); older dirs rebuild
+CONFIGS = ("plain-fp32", "plain-bf16", "ours-fp32", "ours-bf16", "ours-int8", "ours-int4", "ort-fp32", "ort-q8",
+           "ort-q4")
 
 
 def build(model_dir: Path) -> None:
     """Write the full-size random FastVLM-0.5B (reused when already there)."""
-    if (model_dir / "model.safetensors").is_file() or (model_dir / "model.safetensors.index.json").is_file():
+    marker = model_dir / "random-build.json"
+    if marker.is_file() and json.loads(marker.read_text()).get("version") == BUILD_VERSION:
         return
     import torch
     from transformers import FastVlmForConditionalGeneration, GenerationConfig
 
-    from fastvlm_gemini_hybrid.models.architecture import FULL_IMAGE_SIZE, build_processor, fastvlm_config
+    from fastvlm_gemini_hybrid.models.architecture import (
+        FULL_IMAGE_SIZE,
+        build_processor,
+        fastvlm_config,
+        init_vision_tower,
+    )
     from fastvlm_gemini_hybrid.models.tiny import train_tokenizer
 
     start = time.perf_counter()
@@ -67,11 +77,14 @@ def build(model_dir: Path) -> None:
     config = fastvlm_config(tiny=False, vocab_size=152000, image_token_id=image_id, eos_token_id=[im_end, eot],
                             pad_token_id=eot)
     torch.manual_seed(0)
-    model = FastVlmForConditionalGeneration(config).to(torch.bfloat16).eval()
+    model = FastVlmForConditionalGeneration(config).eval()
+    init_vision_tower(model, FULL_IMAGE_SIZE)  # otherwise the random tower's features are ~1e-21
+    model = model.to(torch.bfloat16)
     model.generation_config = GenerationConfig(eos_token_id=[im_end, eot], pad_token_id=eot, do_sample=False)
     model.save_pretrained(model_dir)
     build_processor(tok, image_size=FULL_IMAGE_SIZE).save_pretrained(model_dir)
     params = sum(p.numel() for p in model.parameters())
+    marker.write_text(json.dumps({"version": BUILD_VERSION}) + "\n")
     print(f"built random FastVLM-0.5B ({params / 1e6:.0f}M parameters) in {time.perf_counter() - start:.1f} s "
           f"at {model_dir}", file=sys.stderr)
 
@@ -132,14 +145,11 @@ class Plain:
 
 
 class Ours:
-    """FastVLMRuntime: the code behind the `fastvlm` backend."""
+    """Our runtimes, the code behind the `fastvlm` backend: FastVLMRuntime (ours-*) or OrtRuntime (ort-*)."""
 
-    def __init__(self, model_dir: Path, dtype_name: str, quantize: str | None = None) -> None:
-        from fastvlm_gemini_hybrid.models.runtime import FastVLMRuntime
-
+    def __init__(self, model_dir: Path, name: str) -> None:
         start = time.perf_counter()
-        self.runtime = FastVLMRuntime(model_dir, device="cpu", dtype=dtype_name, quantize=quantize)
-        self.runtime.load()
+        self.runtime = extra.make_runtime(model_dir, name)
         self.load_s = time.perf_counter() - start
 
     def ask(self, image_bytes: bytes, question: str, tokens: int) -> dict[str, float]:
@@ -162,9 +172,7 @@ def make(name: str, model_dir: Path) -> Any:
     kind, fmt = name.split("-")
     if kind == "plain":
         return Plain(model_dir, {"fp32": "float32", "bf16": "bfloat16"}[fmt])
-    if fmt in ("int8", "int4"):  # weight-only: the rest of the model computes in the device's best dtype
-        return Ours(model_dir, "auto", fmt)
-    return Ours(model_dir, {"fp32": "float32", "bf16": "bfloat16"}[fmt])
+    return Ours(model_dir, name)
 
 
 # ---------------------------------------------------------------------------- workers (own processes)
@@ -189,7 +197,7 @@ def worker_timing(model_dir: Path, names: list[str], runs: int, tokens: int) -> 
             samples = results[name]["samples"]
             for key, value in contestants[name].ask(image, QUESTIONS[0], tokens).items():
                 samples.setdefault(key, []).append(value)
-            if name.startswith("ours"):  # plain usage has no reuse: its follow-up is a full TTFT again
+            if not name.startswith("plain"):  # plain usage has no reuse: its follow-up is a full TTFT again
                 follow = contestants[name].ask(image, QUESTIONS[1 + run % 2], 1)
                 samples.setdefault("followup_ttft_s", []).append(follow["ttft_s"])
     return results
@@ -279,14 +287,14 @@ def report(results: dict[str, Any], rss: dict[str, float], load_before: float, l
     print("best-of-N is the steadier figure on a shared machine).  Goals against plain-bf16: TTFT <= 0.50x, "
           "decode >= 2.00x")
     print(f"  {'':<28}{'TTFT paired':>12}{'best':>7}{'decode paired':>15}{'best':>7}{'vision paired':>15}{'best':>7}")
-    pairs = [(o, "plain-bf16") for o in names if o.startswith("ours")] + [("ours-fp32", "plain-fp32")]
+    pairs = [(o, "plain-bf16") for o in names if not o.startswith("plain")] + [("ours-fp32", "plain-fp32")]
     for ours, plain in pairs:
         if ours in results and plain in results:
             cells = "".join(f"{paired(results, ours, plain, k):>{w}}{best_ratio(results, ours, plain, k):>7}"
                             for k, w in (("ttft_s", 12), ("decode_tok_s", 15), ("vision_s", 15)))
             print(f"  {ours + ' / ' + plain:<28}{cells}")
     for n in names:
-        if n.startswith("ours"):
+        if not n.startswith("plain"):
             print(f"  {n}: follow-up TTFT / its own cold TTFT = {_follow(results[n])}   (goal <= 0.30x)")
     worst = max(spread(r["samples"]["ttft_s"]) for r in results.values())
     print(f"\nnoise: worst max/min TTFT spread within one configuration {worst:.2f}x; load average "
@@ -363,10 +371,10 @@ def main() -> int:
         args.runs, args.tokens = 2, 12
     names = [c for c in args.configs.split(",") if c]
     if args.worker == "accuracy":
-        print(json.dumps(extra.worker_accuracy(args.model_dir, sorted({n.split("-")[1] for n in names}))))
+        print(json.dumps(extra.worker_accuracy(args.model_dir, names)))
         return 0
     if args.worker == "batch":
-        print(json.dumps(extra.worker_batch(args.model_dir, args.batch_config.split("-")[1])))
+        print(json.dumps(extra.worker_batch(args.model_dir, args.batch_config)))
         return 0
     if args.worker == "timing":
         print(json.dumps(worker_timing(args.model_dir, names, args.runs, args.tokens)))
@@ -378,6 +386,14 @@ def main() -> int:
         print(json.dumps(worker_rss(args.model_dir, args.worker)))
         return 0
     build(args.model_dir)
+    onnx = sorted({n.split("-")[1] for n in names if n.startswith("ort-")})
+    if onnx:  # exported before any timing, in a process of its own (the export needs far more memory than a run)
+        print(f"exporting the ONNX variants {', '.join(onnx)} (cached after the first time) ...", file=sys.stderr)
+        for variant in onnx:
+            subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                            "from fastvlm_gemini_hybrid.models.onnx_variants import ensure_variant; "
+                            "ensure_variant(Path(sys.argv[1]), sys.argv[2])", str(args.model_dir), variant],
+                           check=True)
     load_before = os.getloadavg()[0]
     print(f"timing {', '.join(names)} interleaved ({args.runs} runs, {args.tokens} tokens) ...", file=sys.stderr)
     results = _child(args, "--worker", "timing", "--configs", ",".join(names))

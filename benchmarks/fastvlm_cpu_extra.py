@@ -5,7 +5,7 @@
   each position are compared with bf16's and fp32's: max and mean relative error ||l - ref|| / ||ref||
   and top-1 agreement (`models/weight_quant.logits_error`). Random weights say nothing about answer
   quality; this measures how far a format moves the numbers, which is what a format can be blamed for.
-- batch: pictures per second through `FastVLMRuntime.generate` (what `batch` and batch jobs call) at
+- batch: pictures per second through the runtime's `generate` (what `batch` and batch jobs call) at
   batch sizes 1, 4 and 8, every picture new (no vision cache hits), a fixed number of tokens each.
 """
 
@@ -22,15 +22,34 @@ BATCH_SIZES = (1, 4, 8)
 BATCH_TOKENS = 16
 
 
-def _runtime(model_dir: Path, fmt: str) -> Any:
-    from fastvlm_gemini_hybrid.models.runtime import FastVLMRuntime
+def make_runtime(model_dir: Path, name: str) -> Any:
+    """The loaded runtime of a configuration name: ours-fp32|bf16|int8|int4 (FastVLMRuntime) or
+    ort-fp32|q8|q4|int8 (OrtRuntime), on this machine's CPU with torch's thread count for both."""
+    import torch
 
-    if fmt in ("int8", "int4"):
-        runtime = FastVLMRuntime(model_dir, device="cpu", dtype="auto", quantize=fmt)
+    kind, fmt = name.split("-")
+    if kind == "ort":
+        from fastvlm_gemini_hybrid.models.ort_runtime import OrtRuntime
+
+        runtime: Any = OrtRuntime(model_dir, threads=torch.get_num_threads(), weights=fmt)
     else:
-        runtime = FastVLMRuntime(model_dir, device="cpu", dtype={"bf16": "bfloat16", "fp32": "float32"}[fmt])
+        from fastvlm_gemini_hybrid.models.runtime import FastVLMRuntime
+
+        if fmt in ("int8", "int4"):  # weight-only: the rest of the model in the device's best dtype
+            runtime = FastVLMRuntime(model_dir, device="cpu", dtype="auto", quantize=fmt)
+        else:
+            runtime = FastVLMRuntime(model_dir, device="cpu", dtype={"bf16": "bfloat16", "fp32": "float32"}[fmt])
     runtime.load()
     return runtime
+
+
+def _logits(runtime: Any, item: Any, answer: list[int]) -> Any:
+    """Logits before each token of `answer` (teacher-forced), as an fp32 torch tensor."""
+    import torch
+
+    if hasattr(runtime, "teacher_forced_logits"):
+        return runtime.teacher_forced_logits(item, answer)[:-1]
+    return torch.from_numpy(runtime.score(item, answer)).float()
 
 
 def _items(tokens: int, seeds: tuple[int, ...], prompts: tuple[str, ...]) -> list[Any]:
@@ -42,8 +61,8 @@ def _items(tokens: int, seeds: tuple[int, ...], prompts: tuple[str, ...]) -> lis
             for seed in seeds for prompt in prompts]
 
 
-def worker_accuracy(model_dir: Path, formats: list[str]) -> dict[str, Any]:
-    """Logits of every format against bf16 and fp32 on the bf16 model's own greedy answers."""
+def worker_accuracy(model_dir: Path, names: list[str]) -> dict[str, Any]:
+    """Logits of every configuration against ours-bf16 and ours-fp32 on bf16's own greedy answers."""
     import torch
 
     from fastvlm_gemini_hybrid.models.weight_quant import logits_error
@@ -51,25 +70,26 @@ def worker_accuracy(model_dir: Path, formats: list[str]) -> dict[str, Any]:
     items = _items(ACCURACY_TOKENS, ACCURACY_PICTURES, ACCURACY_PROMPTS)
     logits: dict[str, list[Any]] = {}
     answers: list[list[int]] = []
-    for fmt in ["bf16", "fp32", *[f for f in formats if f not in ("bf16", "fp32")]]:
-        runtime = _runtime(model_dir, fmt)  # one at a time: two full-size models need not share memory
-        if fmt == "bf16":
+    for name in ["ours-bf16", "ours-fp32", *[n for n in names if n not in ("ours-bf16", "ours-fp32")]]:
+        if name.startswith("plain"):
+            continue  # plain usage is the same model and dtype as ours; it adds nothing here
+        runtime = make_runtime(model_dir, name)  # one at a time: two full-size models need not share memory
+        if name == "ours-bf16":
             answers = [runtime.generate([item], ignore_eos=True)[0].token_ids for item in items]
-        logits[fmt] = [runtime.teacher_forced_logits(item, answer) for item, answer in zip(items, answers,
-                                                                                          strict=True)]
+        logits[name] = [_logits(runtime, item, answer) for item, answer in zip(items, answers, strict=True)]
         runtime.close()
         del runtime
     out: dict[str, Any] = {"prompts": len(items), "tokens": ACCURACY_TOKENS}
-    for fmt, rows in logits.items():
-        out[fmt] = {ref: logits_error(torch.cat(logits[ref]), torch.cat(rows)) for ref in ("bf16", "fp32")}
+    for name, rows in logits.items():
+        out[name] = {ref: logits_error(torch.cat(logits[ref]), torch.cat(rows)) for ref in ("ours-bf16", "ours-fp32")}
     return out
 
 
-def worker_batch(model_dir: Path, fmt: str) -> dict[str, Any]:
+def worker_batch(model_dir: Path, name: str) -> dict[str, Any]:
     """Pictures per second at each batch size, new pictures every time."""
-    runtime = _runtime(model_dir, fmt)
+    runtime = make_runtime(model_dir, name)
     runtime.generate(_items(2, (900,), ("Warm up.",)), ignore_eos=True)
-    out: dict[str, Any] = {"format": fmt, "tokens": BATCH_TOKENS, "sizes": {}}
+    out: dict[str, Any] = {"config": name, "tokens": BATCH_TOKENS, "sizes": {}}
     seed = 2000
     for size in BATCH_SIZES:
         items = _items(BATCH_TOKENS, tuple(range(seed, seed + size)), ("Describe this image in detail.",))
@@ -86,17 +106,17 @@ def worker_batch(model_dir: Path, fmt: str) -> dict[str, Any]:
 def report_accuracy(acc: dict[str, Any]) -> None:
     print(f"\nnumerical cost of each weight format ({acc['prompts']} prompts x pictures, {acc['tokens']} tokens "
           "each, teacher-forced on bf16's greedy answer; random weights: no measure of answer quality)")
-    print(f"  {'':<8}{'vs bf16: max':>14}{'mean':>8}{'top-1':>8}{'vs fp32: max':>15}{'mean':>8}{'top-1':>8}")
-    for fmt, refs in acc.items():
+    print(f"  {'':<11}{'vs bf16: max':>14}{'mean':>8}{'top-1':>8}{'vs fp32: max':>15}{'mean':>8}{'top-1':>8}")
+    for name, refs in acc.items():
         if not isinstance(refs, dict):
             continue
         cells = "".join(f"{refs[r]['max_rel_err']:>{w}.2%}{refs[r]['mean_rel_err']:>8.2%}"
-                        f"{refs[r]['top1_agreement']:>8.0%}" for r, w in (("bf16", 14), ("fp32", 15)))
-        print(f"  {fmt:<8}{cells}")
+                        f"{refs[r]['top1_agreement']:>8.0%}" for r, w in (("ours-bf16", 14), ("ours-fp32", 15)))
+        print(f"  {name:<11}{cells}")
 
 
 def report_batch(batch: dict[str, Any]) -> None:
-    print(f"\nbatch throughput ({batch['format']}, {batch['tokens']} tokens per picture, new pictures each time):")
+    print(f"\nbatch throughput ({batch['config']}, {batch['tokens']} tokens per picture, new pictures each time):")
     base = batch["sizes"].get("1", {}).get("pictures_per_s")
     for size, row in batch["sizes"].items():
         gain = f"  ({row['pictures_per_s'] / base:.2f}x batch 1)" if base else ""

@@ -168,6 +168,7 @@ class Worker:
         self.torch.manual_seed(0)
         with self.torch.device(self.device):
             model = FastVlmForConditionalGeneration._from_config(config, dtype=self.dtype)
+        arch.init_vision_tower(model, image_size)  # features of order one, as a trained tower gives
         model.generation_config = GenerationConfig(eos_token_id=config.text_config.eos_token_id,
                                                    pad_token_id=config.text_config.pad_token_id, do_sample=False)
 

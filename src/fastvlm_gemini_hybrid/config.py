@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cpu, cuda, mps")
     dtype: str = Field("auto", description="auto, float32, bfloat16, float16")
     threads: int | None = None
+    local_engine: str = Field("auto", description="auto (ONNX Runtime on a CPU when installed, else PyTorch), "
+                                                  "torch, onnx: what runs the fastvlm backend (models/engine.py)")
     quantize: str | None = Field(
         None, description="int8 or int4: weight-only quantised language model (fastvlm: CPU, torch's packed-weight "
                           "kernels; mlx: nn.quantize); unset: the dtype's full weights")

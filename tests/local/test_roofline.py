@@ -163,13 +163,15 @@ def test_fastvlm_cpu_prints_roofline_lines(tiny_model_dir: Path, capsys: pytest.
 def test_fastvlm_cpu_extra_reports_accuracy_and_batch(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _benchmark()
-    acc = bench.extra.worker_accuracy(tiny_model_dir, ["int8", "int4"])
-    assert set(acc) >= {"bf16", "fp32", "int8", "int4"}
-    assert acc["bf16"]["bf16"]["mean_rel_err"] == 0.0 and acc["bf16"]["bf16"]["top1_agreement"] == 1.0
-    assert acc["int4"]["bf16"]["mean_rel_err"] > acc["int8"]["bf16"]["mean_rel_err"] > 0
+    acc = bench.extra.worker_accuracy(tiny_model_dir, ["plain-bf16", "ours-int8", "ours-int4"])
+    assert set(acc) == {"prompts", "tokens", "ours-bf16", "ours-fp32", "ours-int8", "ours-int4"}
+    own = acc["ours-bf16"]["ours-bf16"]
+    assert own["mean_rel_err"] == 0.0 and own["top1_agreement"] == 1.0
+    assert own["positions"] == acc["prompts"] * acc["tokens"]
+    assert acc["ours-int4"]["ours-bf16"]["mean_rel_err"] > acc["ours-int8"]["ours-bf16"]["mean_rel_err"] > 0
     monkeypatch.setattr(bench.extra, "BATCH_SIZES", (1, 2))
     monkeypatch.setattr(bench.extra, "BATCH_TOKENS", 3)
-    batch = bench.extra.worker_batch(tiny_model_dir, "int8")
+    batch = bench.extra.worker_batch(tiny_model_dir, "ours-int8")
     assert set(batch["sizes"]) == {"1", "2"} and all(positive(r["pictures_per_s"]) for r in batch["sizes"].values())
     bench.extra.report_accuracy(acc)
     bench.extra.report_batch(batch)

@@ -31,7 +31,10 @@ from .threadstream import StreamClosed, ThreadStream
 if TYPE_CHECKING:
     from ..config import Settings
     from ..models.catalogue import ResolvedModel
+    from ..models.ort_runtime import OrtRuntime
     from ..models.runtime import FastVLMRuntime, GenItem, GenOutput, TokenCallback
+
+    LocalRuntime = FastVLMRuntime | OrtRuntime  # models/engine.py picks one
 
 
 class FastVLMBackend(Backend):
@@ -44,7 +47,7 @@ class FastVLMBackend(Backend):
         self.settings = settings = settings_or_default(settings)
         self.model_name = model or settings.local_model
         self.default_model = self.model_name
-        self._runtime: FastVLMRuntime | None = None
+        self._runtime: LocalRuntime | None = None
         self._resolved: ResolvedModel | None = None
         self._load_error: BaseException | None = None
         self._load_lock = threading.Lock()
@@ -58,7 +61,7 @@ class FastVLMBackend(Backend):
 
         return resolve_model(self.model_name, self.settings.models_dir)
 
-    def load(self) -> FastVLMRuntime:
+    def load(self) -> LocalRuntime:
         """Load the model now (blocking, idempotent); later calls return the same runtime."""
         if self._runtime is not None:
             return self._runtime
@@ -67,16 +70,12 @@ class FastVLMBackend(Backend):
                 return self._runtime
             import time
 
-            from ..models.runtime import FastVLMRuntime
+            from ..models.engine import make_runtime
 
             start = time.perf_counter()
             try:
                 resolved = self.resolve()
-                runtime = FastVLMRuntime(
-                    resolved.path, device=self.settings.device, dtype=self.settings.dtype,
-                    threads=self.settings.threads, quantize=self.settings.quantize,
-                    max_pixels=self.settings.max_image_pixels,
-                )
+                runtime = make_runtime(resolved.path, self.settings)
                 runtime.load()
             except MissingDependencyError as exc:
                 # "not installed" makes this backend unavailable; another backend may still answer
@@ -92,7 +91,7 @@ class FastVLMBackend(Backend):
             return runtime
 
     @property
-    def runtime(self) -> FastVLMRuntime | None:
+    def runtime(self) -> LocalRuntime | None:
         """The loaded runtime, or None before the first request."""
         return self._runtime
 
@@ -192,8 +191,12 @@ class FastVLMBackend(Backend):
         extra = {"model": self.model_name}
         rt, loaded = self._runtime, self._resolved  # set together by `load`
         if rt is not None and loaded is not None:
-            return Health(True, f"loaded {self.default_model} on {rt.device} ({str(rt.dtype).replace('torch.', '')})",
-                          {**extra, "path": str(loaded.path), "device": rt.device})
+            from ..models.engine import engine_name
+
+            engine, weights = engine_name(rt), rt.quantize or str(rt.dtype).replace("torch.", "")
+            return Health(True, f"loaded {self.default_model} on {rt.device} ({engine}, {weights})",
+                          {**extra, "path": str(loaded.path), "device": rt.device, "engine": engine,
+                           "weights": weights})
         if isinstance(self._load_error, BackendUnavailableError) and not isinstance(
                 self._load_error, ModelNotDownloadedError):
             return Health(False, str(self._load_error), extra)

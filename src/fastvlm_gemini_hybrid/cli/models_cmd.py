@@ -47,6 +47,22 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from ..models.catalogue import resolve_model
+    from ..models.engine import ONNX_WEIGHTS
+    from ..models.onnx_variants import ensure_variant
+
+    settings = settings_from_args(args)
+    resolved = resolve_model(args.name or settings.local_model, settings.models_dir)
+    variant = ONNX_WEIGHTS[args.quantize]
+    info(f"exporting {resolved.name} to ONNX ({variant}) for the ONNX Runtime engine; once, cached (minutes, "
+         "several GB of memory while it runs)")
+    files = ensure_variant(resolved.path, variant, progress=not args.json)
+    emit(args, {"name": resolved.name, "variant": variant, "decoder": str(files.decoder), "cache": str(files.root)},
+         f"{resolved.name} ({variant}) is exported at {files.root}; local_engine=auto now runs it with ONNX Runtime")
+    return 0
+
+
 def _make_tiny(args: argparse.Namespace) -> int:
     from ..models.tiny import build_tiny_model
 
@@ -111,7 +127,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    models = sub.add_parser("models", help="local models: list, ps, show, rm, pull, make-tiny")
+    models = sub.add_parser("models", help="local models: list, ps, show, rm, pull, export, make-tiny")
     actions = models.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
@@ -145,6 +161,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-verify", action="store_true", help="skip the sha256 check of the weights")
     add_json_flag(p)
     p.set_defaults(handler=_pull)
+
+    p = actions.add_parser("export", help="export a local FastVLM to ONNX once, for the ONNX Runtime CPU engine")
+    p.add_argument("name", nargs="?", help="catalogue name or directory (default: the configured local model)")
+    p.add_argument("--quantize", choices=["int8", "int4"], help="the decoder's weights: q8 or q4 (default fp32)")
+    add_json_flag(p)
+    p.set_defaults(handler=_export)
 
     p = actions.add_parser("make-tiny", help="build a tiny random FastVLM (real architecture) for tests")
     p.add_argument("dir", help="directory to write (created if missing)")

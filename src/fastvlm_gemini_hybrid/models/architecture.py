@@ -114,3 +114,49 @@ def build_processor(tokenizer: Any, *, image_size: int) -> Any:
         vision_feature_select_strategy="full",
         chat_template=CHAT_TEMPLATE,
     )
+
+
+def init_vision_tower(model: Any, image_size: int) -> None:
+    """Give a randomly built FastVLM's vision tower weights that keep its signal of order one.
+
+    transformers initialises every convolution of the timm tower with N(0, initializer_range=0.02); over
+    the tower's ~70 convolutions in a row that shrinks the activations about 2x per layer, so the random
+    model's image features come out near 1e-21: pictures would carry no signal into the decoder and any
+    comparison of weight formats or engines would pass trivially on them. He-normal alone overshoots
+    (features near 1e5 at full size: the residual branches add up), so each convolution and linear layer
+    is then scaled, in the order one forward pass meets them, to give unit-variance outputs on a random
+    picture (layer-sequential unit-variance init). Uses torch's global RNG, so seed it first."""
+    import math
+
+    import torch
+
+    tower = model.model.vision_tower
+    layers = [m for m in tower.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.Linear)]
+
+    def unit_variance(module: Any, _inputs: Any, output: Any) -> Any:
+        std = float(output.float().std())
+        if std > 0 and math.isfinite(std):
+            module.weight.div_(std)
+            if module.bias is not None:
+                module.bias.div_(std)
+            return output / std
+        return output
+
+    with torch.no_grad():
+        for module in tower.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.reset_parameters()
+        for module in layers:
+            module.weight.normal_(0.0, math.sqrt(2.0 / module.weight[0].numel()))
+            if module.bias is not None:
+                module.bias.zero_()
+        hooks = [m.register_forward_hook(unit_variance) for m in layers]
+        try:
+            was_training = tower.training
+            tower.eval()
+            first = next(tower.parameters())
+            tower(torch.randn(1, 3, image_size, image_size, dtype=first.dtype, device=first.device))
+            tower.train(was_training)
+        finally:
+            for hook in hooks:
+                hook.remove()

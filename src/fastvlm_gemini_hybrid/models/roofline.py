@@ -27,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 #: Bytes per parameter in each weight format; int8 is dynamic int8 (linear weights 1 byte, the rest fp32).
-FORMAT_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2, "int8": 4, "int4": 4}
-#: weight-only formats (models/weight_quant.py): bytes per linear weight, scales included (int8: one bf16
-#: scale per output row, counted separately; int4: a bf16 scale and zero per group of 128 inputs)
-_LINEAR_BYTES = {"int8": 1.0, "int4": 0.5 + 4 / 128}
+FORMAT_BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2, "int8": 4, "int4": 4,
+                "q8": 4, "q4": 4}
+#: weight-only formats: bytes per linear weight, scales included. torch (models/weight_quant.py): int8 has
+#: one bf16 scale per output row (counted separately), int4 a bf16 scale and zero per group of 128 inputs;
+#: ONNX Runtime's MatMulNBits (models/onnx_variants.py): q8/q4 one fp32 scale per block of 32, symmetric
+_LINEAR_BYTES = {"int8": 1.0, "int4": 0.5 + 4 / 128, "q8": 1.0 + 4 / 32, "q4": 0.5 + 4 / 32}
 _DTYPE_NAMES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16",
                 "fp16": "float16", "float16": "float16", "half": "float16"}
 _DEFAULT_LLC = 32 * 2**20

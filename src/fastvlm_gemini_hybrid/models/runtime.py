@@ -28,7 +28,7 @@ from typing import Any
 from .._optional import require
 from ..errors import BackendUnavailableError, BadInputError, ConfigurationError, HybridError
 from . import decoding, weight_quant
-from .architecture import IMAGE_TOKEN
+from .chat import chat_messages, prompt_text
 from .device import pick_device, pick_dtype, set_threads
 from .items import GenItem, GenOutput, ImageInput  # re-exported: callers import them from here
 from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key
@@ -154,25 +154,7 @@ class FastVLMRuntime:
 
     # ------------------------------------------------------------------ prompts and images
     def _messages(self, item: GenItem) -> list[dict[str, Any]]:
-        """The chat: system, the earlier turns (each with its images), then the prompt with the rest of the
-        images. The image features fill the image tokens in this same order."""
-        messages: list[dict[str, Any]] = []
-        if item.options.system:
-            messages.append({"role": "system", "content": [{"type": "text", "text": item.options.system}]})
-        used = 0
-        for role, text, images in item.history:
-            content = [{"type": "image"} for _ in range(images)] + [{"type": "text", "text": self._clean(text)}]
-            messages.append({"role": role, "content": content})
-            used += images
-        rest = [{"type": "image"} for _ in item.images[used:]]
-        messages.append({"role": "user", "content": [*rest, {"type": "text", "text": self._clean(item.prompt)}]})
-        return messages
-
-    def _clean(self, text: str) -> str:
-        for special in (IMAGE_TOKEN, *getattr(self.tokenizer, "all_special_tokens", ())):
-            if special:
-                text = text.replace(special, " ")  # user text may not forge control tokens
-        return text
+        return chat_messages(item, self.tokenizer)
 
     def pixel_values(self, images: list[ImageInput]) -> Any:
         """What the vision tower sees: decoded, padded to a square with the mean colour, processed."""
@@ -245,12 +227,8 @@ class FastVLMRuntime:
         texts = []
         k = 0
         for item in items:
-            text = self.processor.apply_chat_template(self._messages(item), add_generation_prompt=True,
-                                                      tokenize=False)
-            for f in feats[k:k + len(item.images)]:
-                text = text.replace(IMAGE_TOKEN, "\x00" * int(f.shape[0]), 1)
+            texts.append(prompt_text(self.processor, item, [int(f.shape[0]) for f in feats[k:k + len(item.images)]]))
             k += len(item.images)
-            texts.append(text.replace("\x00", IMAGE_TOKEN))
         enc = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
         return enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device), feats
 

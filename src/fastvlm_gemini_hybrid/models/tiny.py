@@ -15,7 +15,7 @@ from typing import Any
 
 from .._optional import require
 from ..errors import BadInputError
-from .architecture import IMAGE_TOKEN, TINY_IMAGE_SIZE, build_processor, fastvlm_config
+from .architecture import IMAGE_TOKEN, TINY_IMAGE_SIZE, build_processor, fastvlm_config, init_vision_tower
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", IMAGE_TOKEN)
 TINY_VOCAB_SIZE = 512
@@ -91,6 +91,7 @@ def build_tiny_model(directory: str | Path, *, seed: int = 0, overwrite: bool = 
                             eos_token_id=eos, pad_token_id=ids["<|endoftext|>"])
     torch.manual_seed(seed)
     model = transformers.FastVlmForConditionalGeneration(config).eval()
+    init_vision_tower(model, TINY_IMAGE_SIZE)  # otherwise the random tower's features are ~1e-21
     model.generation_config = transformers.GenerationConfig(
         eos_token_id=eos, pad_token_id=ids["<|endoftext|>"], do_sample=False, max_new_tokens=64
     )

@@ -1,0 +1,307 @@
+"""FastVLM on ONNX Runtime (CPU): the same contract as `FastVLMRuntime`, a different engine.
+
+Why: on CPU the alternative users reach for is ONNX Runtime over an ONNX export (fp32, int8, q4), whose
+fused kernels and int8/int4 weight-only matmuls can beat eager PyTorch per token. `OrtRuntime` exports
+the local checkpoint once (models/onnx_variants.py: fp32, int8, q8, q4, cached on disk and keyed by the
+weights' size and mtime), then runs the three sessions transformers.js runs: vision encoder, token
+embeddings, merged decoder. Once exported it needs no torch: preprocessing is models/preprocess.py
+with the checkpoint's image processor in numpy, the chat is models/chat.py (shared with the torch
+engine), the decode loop is models/ort_decoding.py.
+
+What carries over from the torch engine: projected image features in an LRU keyed by image sha256 and
+preprocessing digest; for one item with images, the KV cache of the prompt up to the last image kept
+per (images, prefix ids), so a follow-up on the same picture pays only for its question. The KV cache
+stays in ONNX Runtime's own `OrtValue`s between steps (io_binding): past tensors are never copied into
+numpy, and a cached prefix is shared rather than copied, since every step writes new present tensors.
+Batches are left-padded and decoded together (mask and position ids as the torch engine passes them).
+Each session is optimised once (ORT_ENABLE_ALL) and the optimised graph saved beside the variant, so
+later loads skip the optimiser. Not thread-safe, like `FastVLMRuntime`: one caller at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from .._optional import require
+from ..errors import BackendUnavailableError, BadInputError, ConfigurationError
+from . import decoding, ort_decoding
+from .chat import prompt_text
+from .items import GenItem, GenOutput, ImageInput
+from .onnx_variants import VARIANTS, check_model_dir, ensure_variant
+from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key
+from .runtime import LRU, TokenCallback
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+
+        return int(psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+class OrtRuntime:
+    """A FastVLM exported to ONNX and run by ONNX Runtime on the CPU."""
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, weights: str | None = None,
+                 quantize: str | None = None, vision_weights: str = "fp32", vision_cache_size: int = 32,
+                 prefix_cache_size: int = 8, max_pixels: int | None = None, cache_dir: str | Path | None = None,
+                 progress: bool = True, device: str = "cpu", dtype: str | None = None) -> None:
+        if device not in ("cpu", "auto"):
+            raise ConfigurationError(f"the ONNX Runtime engine runs on the CPU only, not {device!r}")
+        self.path = Path(path)
+        self.weights = (weights or quantize or "fp32").lower()
+        if self.weights not in VARIANTS:
+            raise ConfigurationError(f"unknown ONNX weights {self.weights!r}; choose one of {', '.join(VARIANTS)}")
+        if threads is not None and threads < 1:
+            raise ConfigurationError("threads must be a positive number")
+        self.threads = threads or physical_cores()
+        self.vision_weights = vision_weights
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
+        self.progress = progress
+        self.max_pixels = max_pixels
+        self.vision_cache = LRU(vision_cache_size)
+        self.prefix_cache = LRU(prefix_cache_size)
+        self.stats = {"vision_encodes": 0, "vision_cache_hits": 0, "prefix_cache_hits": 0}
+        self.last_timings: dict[str, float] = {}
+        self.device, self.dtype, self.quantize = "cpu", "float32", self.weights
+        self.sessions: dict[str, Any] = {}
+        self.model: Any = None  # set to the decoder session once loaded (callers test `model is None`)
+
+    # ------------------------------------------------------------------ loading
+    def load(self) -> None:
+        self._ort = require("onnxruntime", "browser", "the ONNX Runtime engine")
+        transformers = require("transformers", "local", "the ONNX Runtime engine")
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+        source = check_model_dir(self.path)
+        files = ensure_variant(source, self.weights, vision=self.vision_weights, cache_dir=self.cache_dir,
+                               progress=self.progress)
+        try:
+            config = transformers.AutoConfig.from_pretrained(source)
+            self.processor = transformers.AutoProcessor.from_pretrained(source)
+            try:
+                generation = transformers.GenerationConfig.from_pretrained(source)
+            except OSError:
+                generation = None
+        except Exception as exc:  # noqa: BLE001 - json, tokenizers, jinja: each has its own types
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise BackendUnavailableError(f"model directory {source} is corrupt or incompatible "
+                                          f"({type(exc).__name__}: {first})", backend="fastvlm") from None
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.image_processor = self.processor.image_processor
+        self.prep_key = preprocessing_key(self.image_processor)
+        self.fill = fill_colour(self.image_processor)
+        text = config.get_text_config()
+        self.layers = int(text.num_hidden_layers)
+        self.kv_heads = int(text.num_key_value_heads)
+        self.head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
+        self.context = int(getattr(text, "max_position_embeddings", 0) or 32768)
+        self.image_token_id = int(config.image_token_id)
+        self.eos_ids = decoding.eos_ids(SimpleNamespace(generation_config=generation), self.tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        self.is_fastvlm = True
+        for name, path in (("vision", files.vision), ("embed", files.embed), ("decoder", files.decoder)):
+            self.sessions[name] = self._session(path, files.root)
+        self.model = self.sessions["decoder"]
+        self.past_names = [f"past_key_values.{i}.{kv}" for i in range(self.layers) for kv in ("key", "value")]
+        self.output_names = [o.name for o in self.model.get_outputs()]
+
+    def _session(self, path: Path, root: Path) -> Any:
+        """An InferenceSession over the cached optimised graph, or over `path` (saving that graph)."""
+        ort = self._ort
+        tag = hashlib.sha256(f"{ort.__version__}|{platform.machine()}|{_cpu_flags()}".encode()).hexdigest()[:10]
+        optimized = root / "optimized" / f"{path.parent.name}-{path.stem}-{tag}.onnx"
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        if optimized.is_file():
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+            try:
+                return ort.InferenceSession(str(optimized), opts, providers=["CPUExecutionProvider"])
+            except Exception:  # noqa: BLE001 - a stale or truncated cache file: rebuild it below
+                optimized.unlink(missing_ok=True)
+                opts = self._fresh_options()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        optimized.parent.mkdir(parents=True, exist_ok=True)
+        partial = optimized.with_name(f".{os.getpid()}-{optimized.name}")
+        opts.optimized_model_filepath = str(partial)
+        opts.add_session_config_entry("session.optimized_model_external_initializers_file_name",
+                                      optimized.name + ".data")
+        opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise BackendUnavailableError(f"ONNX Runtime cannot load {path}: {exc}", backend="fastvlm") from None
+        data = partial.with_name(optimized.name + ".data")
+        if partial.is_file():  # the data file already has its final name; the graph refers to it by name
+            os.replace(partial, optimized)
+        elif data.is_file():
+            data.unlink()
+        return session
+
+    def _fresh_options(self) -> Any:
+        opts = self._ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        return opts
+
+    def close(self) -> None:
+        self.sessions.clear()
+        self.model = None
+        self.vision_cache.clear()
+        self.prefix_cache.clear()
+
+    # ------------------------------------------------------------------ images
+    def pixel_values(self, images: list[ImageInput]) -> np.ndarray:
+        pil = [pad_to_square(decode_image(img.data, img.name, self.max_pixels), self.fill) for img in images]
+        return np.asarray(self.image_processor(images=pil, return_tensors="np")["pixel_values"], dtype=np.float32)
+
+    def _image_features(self, images: list[ImageInput]) -> list[np.ndarray]:
+        out: list[Any] = [None] * len(images)
+        todo: list[int] = []
+        for i, img in enumerate(images):
+            hit = self.vision_cache.get((img.sha256, self.prep_key))
+            if hit is not None:
+                out[i] = hit
+                self.stats["vision_cache_hits"] += 1
+            else:
+                todo.append(i)
+        if todo:
+            start = time.perf_counter()
+            pixels = self.pixel_values([images[i] for i in todo])
+            self.last_timings["preprocess_s"] = time.perf_counter() - start
+            start = time.perf_counter()
+            feats = self.sessions["vision"].run(None, {"pixel_values": pixels})[0]
+            self.last_timings["vision_s"] = time.perf_counter() - start
+            self.stats["vision_encodes"] += len(todo)
+            for j, i in enumerate(todo):
+                out[i] = feats[j]
+                self.vision_cache.put((images[i].sha256, self.prep_key), feats[j])
+        return out
+
+    # ------------------------------------------------------------------ the decoder
+    def _embed(self, ids: np.ndarray, feats: list[np.ndarray]) -> np.ndarray:
+        embeds = self.sessions["embed"].run(None, {"input_ids": ids.astype(np.int64)})[0]
+        if feats:
+            flat = np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats]).astype(embeds.dtype)
+            where = ids == self.image_token_id
+            if int(where.sum()) != flat.shape[0]:
+                raise BackendUnavailableError("image tokens and image features disagree: incompatible model "
+                                              "and processor", backend="fastvlm")
+            embeds[where] = flat
+        return embeds
+
+    def _empty_past(self, batch: int) -> list[Any]:
+        empty = np.zeros((batch, self.kv_heads, 0, self.head_dim), dtype=np.float32)
+        return [self._ort.OrtValue.ortvalue_from_numpy(empty) for _ in self.past_names]
+
+    def _forward(self, embeds: np.ndarray, mask: np.ndarray, positions: np.ndarray,
+                 past: list[Any]) -> tuple[np.ndarray, list[Any]]:
+        """One decoder call; returns the last position's logits (batch, vocab) and the present OrtValues."""
+        binding = self.model.io_binding()
+        binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds, dtype=np.float32))
+        binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask, dtype=np.int64))
+        binding.bind_cpu_input("position_ids", np.ascontiguousarray(positions, dtype=np.int64))
+        for name, value in zip(self.past_names, past, strict=True):
+            binding.bind_ortvalue_input(name, value)
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")
+        self.model.run_with_iobinding(binding)
+        outs = binding.get_outputs()
+        return outs[0].numpy()[:, -1, :], list(outs[1:])
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, items: list[GenItem], on_token: TokenCallback | None = None, *,
+                 ignore_eos: bool = False) -> list[GenOutput]:
+        """Answer every item in one left-padded batch (greedy output equals one-by-one output)."""
+        return self._generate(items, on_token, ignore_eos=ignore_eos)
+
+    def score(self, item: GenItem, continuation: list[int]) -> np.ndarray:
+        """The logits (len(continuation), vocab) before each token of `continuation`, fed one by one:
+        how two variants are compared on one token path."""
+        record: list[np.ndarray] = []
+        self._generate([item], None, forced=continuation, record=record)
+        return np.stack(record)
+
+    def _generate(self, items: list[GenItem], on_token: TokenCallback | None, *, ignore_eos: bool = False,
+                  forced: list[int] | None = None, record: list[np.ndarray] | None = None) -> list[GenOutput]:
+        if self.model is None:
+            raise BackendUnavailableError("the local model is not loaded", backend="fastvlm")
+        if not items:
+            return []
+        self.last_timings = {}
+        start = time.perf_counter()
+        all_images = [img for item in items for img in item.images]
+        feats = self._image_features(all_images) if all_images else []
+        texts, k = [], 0
+        for item in items:
+            texts.append(prompt_text(self.processor, item, [f.shape[0] for f in feats[k:k + len(item.images)]]))
+            k += len(item.images)
+        enc = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="np")
+        ids, mask = np.asarray(enc["input_ids"], np.int64), np.asarray(enc["attention_mask"], np.int64)
+        lengths = [int(x) for x in mask.sum(-1)]
+        longest = max(lengths)
+        if longest >= self.context:
+            raise BadInputError(f"the prompt is {longest} tokens (image included), beyond the model's context "
+                                f"of {self.context}")
+        max_new = min(max(1, min(i.options.max_tokens for i in items)), self.context - longest)
+        positions = np.clip(mask.cumsum(-1) - 1, 0, None)
+        prefill = time.perf_counter()
+        if len(items) == 1 and items[0].images:
+            logits, past = self._prefill_with_prefix(ids, feats, items[0])
+        else:
+            logits, past = self._forward(self._embed(ids, feats), mask, positions, self._empty_past(len(items)))
+        self.last_timings["prefill_s"] = time.perf_counter() - prefill
+        state = {"past": past, "mask": mask, "last": positions[:, -1:]}
+
+        def step(chosen: np.ndarray) -> np.ndarray:
+            state["mask"] = np.concatenate([state["mask"], np.ones((len(items), 1), np.int64)], axis=1)
+            state["last"] = state["last"] + 1
+            embeds = self._embed(chosen[:, None], [])
+            out, state["past"] = self._forward(embeds, state["mask"], state["last"], state["past"])
+            return out
+
+        return ort_decoding.decode(self, items, logits, step, max_new=max_new, input_lengths=lengths, start=start,
+                                   on_token=on_token, ignore_eos=ignore_eos, forced=forced, record=record)
+
+    def _prefill_with_prefix(self, ids: np.ndarray, feats: list[np.ndarray],
+                             item: GenItem) -> tuple[np.ndarray, list[Any]]:
+        """Prefill one unpadded row in two chunks: [system + image] (cached by content) and the question."""
+        row = ids[0].tolist()
+        cut = max(i for i, t in enumerate(row) if t == self.image_token_id) + 1
+        digest = hashlib.sha256(repr(row[:cut]).encode()).hexdigest()
+        key = (tuple(img.sha256 for img in item.images), self.prep_key, self.weights, digest)
+        past = self.prefix_cache.get(key)
+        if past is None:
+            head = ids[:, :cut]
+            _, past = self._forward(self._embed(head, feats), np.ones_like(head), np.arange(cut)[None],
+                                    self._empty_past(1))
+            self.prefix_cache.put(key, past)  # safe to share: each step writes new present tensors
+        else:
+            self.stats["prefix_cache_hits"] += 1
+        tail = ids[:, cut:]
+        total = ids.shape[1]
+        return self._forward(self._embed(tail, []), np.ones((1, total), np.int64), np.arange(cut, total)[None], past)
+
+
+def _cpu_flags() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
