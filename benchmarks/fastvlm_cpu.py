@@ -22,8 +22,9 @@ into its cache before timing (the export is not timed). Goals: TTFT <= 0.5x plai
 follow-up <= 0.3x TTFT, and the default format's logits within 2% (mean relative error) of bf16.
 
 Then, each in a process of its own (benchmarks/fastvlm_cpu_extra.py): the numerical cost of each weight
-format (logits against bf16 and fp32, teacher-forced; `--no-accuracy` skips it) and batch throughput at
-batch sizes 1, 4, 8 for `--batch-config` (`--no-batch` skips it).
+format (logits against bf16 and fp32, teacher-forced; `--no-accuracy` skips it), batch throughput at
+batch sizes 1, 4, 8 for `--batch-config` (`--no-batch` skips it), and that configuration's vision encode
+and TTFT at `vision_input_size` 1024, 768 and 512 (`--no-vision-sizes` skips it).
 
 Then the limits, measured in one more process on this machine (models/roofline.py; `--no-roofline` skips
 it): decode tokens/s as a share of the bandwidth roofline (copy bandwidth / the language model's weight
@@ -359,7 +360,9 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--no-accuracy", action="store_true", help="skip the weight formats' logits comparison")
     parser.add_argument("--no-batch", action="store_true", help="skip batch throughput")
-    parser.add_argument("--batch-config", default="ours-int8", help="the configuration batch throughput uses")
+    parser.add_argument("--no-vision-sizes", action="store_true", help="skip the vision input sizes")
+    parser.add_argument("--batch-config", default="ours-int8",
+                        help="the configuration batch throughput and the vision input sizes use")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated subset of {CONFIGS}")
     parser.add_argument("--no-rss", action="store_true", help="skip the per-configuration peak-RSS processes")
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "fastvlm-0.5b-random")
@@ -372,6 +375,9 @@ def main() -> int:
     names = [c for c in args.configs.split(",") if c]
     if args.worker == "accuracy":
         print(json.dumps(extra.worker_accuracy(args.model_dir, names)))
+        return 0
+    if args.worker == "vision-sizes":
+        print(json.dumps(extra.worker_vision_sizes(args.model_dir, args.batch_config)))
         return 0
     if args.worker == "batch":
         print(json.dumps(extra.worker_batch(args.model_dir, args.batch_config)))
@@ -409,6 +415,8 @@ def main() -> int:
         roof = _child(args, "--worker", "roofline", "--configs", ",".join(names))
     accuracy = None if args.no_accuracy else _child(args, "--worker", "accuracy", "--configs", ",".join(names))
     batch = None if args.no_batch else _child(args, "--worker", "batch", "--batch-config", args.batch_config)
+    sizes = None if args.no_vision_sizes else _child(args, "--worker", "vision-sizes", "--batch-config",
+                                                      args.batch_config)
     report(results, rss, load_before, load_after)
     if roof is not None:
         report_roofline(results, roof)
@@ -416,9 +424,11 @@ def main() -> int:
         extra.report_accuracy(accuracy)
     if batch is not None:
         extra.report_batch(batch)
+    if sizes is not None:
+        extra.report_vision_sizes(sizes)
     if args.json:
         print(json.dumps({"timing": results, "peak_rss_gib": rss, "roofline": roof, "accuracy": accuracy,
-                          "batch": batch}))
+                          "batch": batch, "vision_sizes": sizes}))
     return 0
 
 

@@ -18,11 +18,12 @@ from typing import Any
 ACCURACY_PROMPTS = ("Describe this image in detail.", "What colours are the largest shapes?", "Is there any text?")
 ACCURACY_PICTURES = (11, 12)
 ACCURACY_TOKENS = 8
+VISION_SIZES = (1024, 768, 512)
 BATCH_SIZES = (1, 4, 8)
 BATCH_TOKENS = 16
 
 
-def make_runtime(model_dir: Path, name: str) -> Any:
+def make_runtime(model_dir: Path, name: str, vision_input_size: int | None = None) -> Any:
     """The loaded runtime of a configuration name: ours-fp32|bf16|int8|int4 (FastVLMRuntime) or
     ort-fp32|q8|q4|int8 (OrtRuntime), on this machine's CPU with torch's thread count for both."""
     import torch
@@ -36,9 +37,11 @@ def make_runtime(model_dir: Path, name: str) -> Any:
         from fastvlm_gemini_hybrid.models.runtime import FastVLMRuntime
 
         if fmt in ("int8", "int4"):  # weight-only: the rest of the model in the device's best dtype
-            runtime = FastVLMRuntime(model_dir, device="cpu", dtype="auto", quantize=fmt)
+            runtime = FastVLMRuntime(model_dir, device="cpu", dtype="auto", quantize=fmt,
+                                     vision_input_size=vision_input_size)
         else:
-            runtime = FastVLMRuntime(model_dir, device="cpu", dtype={"bf16": "bfloat16", "fp32": "float32"}[fmt])
+            runtime = FastVLMRuntime(model_dir, device="cpu", dtype={"bf16": "bfloat16", "fp32": "float32"}[fmt],
+                                     vision_input_size=vision_input_size)
     runtime.load()
     return runtime
 
@@ -101,6 +104,33 @@ def worker_batch(model_dir: Path, name: str) -> dict[str, Any]:
         out["sizes"][str(size)] = {"seconds": elapsed, "pictures_per_s": size / elapsed,
                                    "vision_s": runtime.last_timings.get("vision_s", float("nan"))}
     return out
+
+
+def worker_vision_sizes(model_dir: Path, name: str, runs: int = 2) -> dict[str, Any]:
+    """Vision encode and TTFT of `name` at each `vision_input_size` (best of `runs`, new pictures)."""
+    out: dict[str, Any] = {"config": name, "sizes": {}}
+    seed = 3000
+    for size in VISION_SIZES:
+        runtime = make_runtime(model_dir, name, vision_input_size=size)
+        runtime.generate(_items(1, (seed,), ("Warm up.",)), ignore_eos=True)
+        vision, ttft = [], []
+        for _ in range(runs):
+            seed += 1
+            result = runtime.generate(_items(1, (seed,), ("Describe this image in detail.",)), ignore_eos=True)[0]
+            vision.append(runtime.last_timings["vision_s"])
+            ttft.append(result.ttft_s)
+        out["sizes"][str(size)] = {"image_tokens": (size // 64) ** 2, "vision_s": min(vision), "ttft_s": min(ttft)}
+        runtime.close()
+    return out
+
+
+def report_vision_sizes(sizes: dict[str, Any]) -> None:
+    print(f"\nvision input size ({sizes['config']}, `vision_input_size`; best of the runs, new pictures):")
+    full = sizes["sizes"].get("1024", {})
+    for size, row in sizes["sizes"].items():
+        rel = f"  ({row['ttft_s'] / full['ttft_s']:.2f}x the TTFT at 1024)" if full else ""
+        print(f"  {size:>4} px: {row['image_tokens']:>3} image tokens, vision {row['vision_s']:.2f} s, "
+              f"TTFT {row['ttft_s']:.2f} s{rel}")
 
 
 def report_accuracy(acc: dict[str, Any]) -> None:

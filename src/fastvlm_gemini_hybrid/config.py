@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cpu, cuda, mps")
     dtype: str = Field("auto", description="auto, float32, bfloat16, float16")
     threads: int | None = None
+    vision_input_size: int | None = Field(
+        None, description="FastVLM's vision input in pixels, a multiple of 64 (default: the checkpoint's, 1024 = 256 "
+                          "image tokens; 768 = 144, 512 = 64): faster, less detail; torch engine only")
     local_engine: str = Field("auto", description="auto (ONNX Runtime on a CPU when installed, else PyTorch), "
                                                   "torch, onnx: what runs the fastvlm backend (models/engine.py)")
     quantize: str | None = Field(

@@ -55,7 +55,12 @@ def make_runtime(path: Path, settings: Settings) -> Any:
     """The runtime for `path` under `settings` (not loaded yet)."""
     quantize = (settings.quantize or "").lower() or None
     engine = pick_engine(settings.local_engine, settings.device, path, quantize)
+    if engine == "onnx" and settings.vision_input_size and (settings.local_engine or "auto").lower() == "auto":
+        engine = "torch"  # the ONNX export's vision input is fixed at the checkpoint's size
     if engine == "onnx":
+        if settings.vision_input_size:
+            raise ConfigurationError("vision_input_size needs local_engine=torch: the ONNX export's vision input "
+                                     "is fixed at the checkpoint's size")
         from .ort_runtime import OrtRuntime
 
         if quantize not in ONNX_WEIGHTS:
@@ -65,7 +70,8 @@ def make_runtime(path: Path, settings: Settings) -> Any:
     from .runtime import FastVLMRuntime
 
     return FastVLMRuntime(path, device=settings.device, dtype=settings.dtype, threads=settings.threads,
-                          quantize=quantize, max_pixels=settings.max_image_pixels)
+                          quantize=quantize, max_pixels=settings.max_image_pixels,
+                          vision_input_size=settings.vision_input_size)
 
 
 def engine_name(runtime: Any) -> str:

@@ -13,7 +13,7 @@ import io
 import json
 from typing import Any
 
-from ..errors import BadInputError, MediaTooLargeError
+from ..errors import BadInputError, ConfigurationError, MediaTooLargeError
 
 
 def decode_image(data: bytes, name: str | None = None, max_pixels: int | None = None) -> Any:
@@ -63,3 +63,17 @@ def preprocessing_key(image_processor: Any) -> str:
     settings = {k: v for k, v in settings.items() if not k.startswith("_")}
     blob = json.dumps({"pad": "square-mean", "processor": settings}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def set_input_size(image_processor: Any, size: int, downsampling: int = 64) -> int:
+    """Make a CLIP-style processor resize and crop to `size` x `size`; returns the image tokens that
+    gives (FastViT-HD downsamples by 64: 1024 px = 256 tokens, 768 = 144, 512 = 64). Fewer pixels make
+    the vision encoder and the prefill faster, and the model sees less detail than it was trained on."""
+    if size % downsampling or not 4 * downsampling <= size <= 2048:
+        raise ConfigurationError(f"vision_input_size must be a multiple of {downsampling} between "
+                                 f"{4 * downsampling} and 2048, got {size}")
+    if not hasattr(image_processor, "crop_size"):
+        raise ConfigurationError("vision_input_size needs a CLIP-style image processor (size and crop_size)")
+    image_processor.size = {"shortest_edge": size}
+    image_processor.crop_size = {"height": size, "width": size}
+    return (size // downsampling) ** 2

@@ -31,7 +31,7 @@ from . import decoding, weight_quant
 from .chat import chat_messages, prompt_text
 from .device import pick_device, pick_dtype, set_threads
 from .items import GenItem, GenOutput, ImageInput  # re-exported: callers import them from here
-from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key
+from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key, set_input_size
 
 TokenCallback = Callable[[int, int], None]  # (row in batch, token id)
 
@@ -69,8 +69,10 @@ class FastVLMRuntime:
 
     def __init__(self, path: str | Path, *, device: str = "auto", dtype: str = "auto", threads: int | None = None,
                  quantize: str | None = None, channels_last: bool = True, vision_cache_size: int = 32,
-                 prefix_cache_size: int = 8, max_pixels: int | None = None) -> None:
+                 prefix_cache_size: int = 8, max_pixels: int | None = None,
+                 vision_input_size: int | None = None) -> None:
         self.path = Path(path)
+        self.vision_input_size = vision_input_size
         self._want = {"device": device, "dtype": dtype, "threads": threads, "quantize": quantize}
         self.channels_last = channels_last
         self.max_pixels = max_pixels
@@ -122,6 +124,10 @@ class FastVLMRuntime:
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.image_processor = getattr(self.processor, "image_processor", None)
+        if self.vision_input_size:
+            if not self.is_fastvlm:
+                raise ConfigurationError("vision_input_size is for FastVLM models only")
+            set_input_size(self.image_processor, self.vision_input_size)
         self.prep_key = preprocessing_key(self.image_processor) if self.image_processor else ""
         self.fill = fill_colour(self.image_processor) if self.image_processor else (0, 0, 0)
         text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
