@@ -102,44 +102,63 @@ def _generators(torch: Any, items: Sequence[GenItem], device: str) -> list[Any]:
     return gens
 
 
+class Rows:
+    """Per-row bookkeeping of a batched decode loop, the same for both engines: the tokens kept, each
+    chosen token's probability (for the confidence), why each row stopped, and when the first token came."""
+
+    def __init__(self, items: Sequence[GenItem], max_new: int, eos: set[int], pad_id: int) -> None:
+        self.limits = [min(max_new, max(1, it.options.max_tokens)) for it in items]
+        self.eos, self.pad_id = eos, pad_id
+        self.tokens: list[list[int]] = [[] for _ in items]
+        self.probs: list[list[float]] = [[] for _ in items]
+        self.finish = ["length"] * len(items)
+        self.done = [False] * len(items)
+        self.ttft = 0.0
+
+    def take(self, row: int, choice: Callable[[], tuple[int, float]],
+             on_token: Callable[[int, int], None] | None) -> int:
+        """The id to feed back for `row`: its chosen token, or padding once the row is done."""
+        if self.done[row]:
+            return self.pad_id
+        token, p = choice()
+        self.probs[row].append(p)  # the end token counts too: how sure the model was to stop there
+        if token in self.eos:
+            self.done[row], self.finish[row] = True, "stop"
+            return token
+        self.tokens[row].append(token)
+        if on_token is not None:
+            on_token(row, token)
+        if len(self.tokens[row]) >= self.limits[row]:
+            self.done[row] = True
+        return token
+
+    def outputs(self, tokenizer: Any, input_lengths: Sequence[int], total: float) -> list[GenOutput]:
+        return [GenOutput(text=tokenizer.decode(self.tokens[row], skip_special_tokens=True),
+                          token_ids=self.tokens[row], input_tokens=input_lengths[row],
+                          confidence=low_quantile(self.probs[row]), finish_reason=self.finish[row],
+                          ttft_s=self.ttft, total_s=total)
+                for row in range(len(self.tokens))]
+
+
 def decode(runtime: LoadedModel, items: Sequence[GenItem], state: PrefillState, start: float,
            on_token: Callable[[int, int], None] | None, *, ignore_eos: bool = False) -> list[GenOutput]:
     """Run the decode loop from a prefilled state; one forward per step for the whole batch."""
     import torch
 
     batch = len(items)
-    eos = set() if ignore_eos else set(runtime.eos_ids)
     gens = _generators(torch, items, runtime.device)
-    limits = [min(state.max_new, max(1, it.options.max_tokens)) for it in items]
-    tokens: list[list[int]] = [[] for _ in items]
-    probs: list[list[float]] = [[] for _ in items]
-    finish = ["length"] * batch
-    done = [False] * batch
+    rows = Rows(items, state.max_new, set() if ignore_eos else set(runtime.eos_ids), runtime.pad_id)
     logits, cache, mask, positions = state.logits, state.cache, state.mask, state.last_positions
     # Without padding the mask and positions are implied by the cache; leaving them out lets attention
     # take its plain causal path instead of building a mask every step.
     padded = batch > 1 and not bool(mask.all())
-    ttft = 0.0
-    for step in range(max(limits)):
-        chosen = []
-        for row in range(batch):
-            if done[row]:
-                chosen.append(runtime.pad_id)
-                continue
-            token, p = choose(torch, logits[row], items[row].options, gens[row])
-            chosen.append(token)
-            probs[row].append(p)  # the end token counts too: how sure the model was to stop there
-            if token in eos:
-                done[row], finish[row] = True, "stop"
-                continue
-            tokens[row].append(token)
-            if on_token is not None:
-                on_token(row, token)
-            if len(tokens[row]) >= limits[row]:
-                done[row] = True
+    for step in range(max(rows.limits)):
+        chosen = [rows.take(row, lambda row=row, logits=logits: choose(torch, logits[row], items[row].options,
+                                                                       gens[row]), on_token)
+                  for row in range(batch)]
         if step == 0:
-            ttft = time.perf_counter() - start
-        if all(done):
+            rows.ttft = time.perf_counter() - start
+        if all(rows.done):
             break
         next_ids = torch.tensor(chosen, device=mask.device).unsqueeze(-1)
         kwargs: dict[str, Any] = {}
@@ -152,16 +171,5 @@ def decode(runtime: LoadedModel, items: Sequence[GenItem], state: PrefillState, 
         out = runtime.model(input_ids=next_ids, past_key_values=cache, use_cache=True, **kwargs)
         logits, cache = out.logits[:, -1, :], out.past_key_values
     total = time.perf_counter() - start
-    runtime.last_timings.update(ttft_s=ttft, total_s=total)
-    return [
-        GenOutput(
-            text=runtime.tokenizer.decode(tokens[row], skip_special_tokens=True),
-            token_ids=tokens[row],
-            input_tokens=state.input_lengths[row],
-            confidence=low_quantile(probs[row]),
-            finish_reason=finish[row],
-            ttft_s=ttft,
-            total_s=total,
-        )
-        for row in range(batch)
-    ]
+    runtime.last_timings.update(ttft_s=rows.ttft, total_s=total)
+    return rows.outputs(runtime.tokenizer, state.input_lengths, total)

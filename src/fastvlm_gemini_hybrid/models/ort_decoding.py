@@ -3,7 +3,7 @@
 Why a copy of the rules rather than a call: `decoding.choose` and `decoding.decode` are written against
 torch tensors, generators and the transformers cache, and the point of the ORT engine is to generate
 with no torch at all once the model is exported. What is shared is imported (`low_quantile` for the
-confidence, the `GenOutput` shape); what is tensor code is redone here in numpy:
+confidence and the per-row bookkeeping, `Rows`); what is tensor code is redone here in numpy:
 
 - greedy: argmax; sampling: temperature, then top-p over the tempered distribution (the smallest set
   whose mass reaches top_p, the most likely token always kept), drawn from a numpy `Generator` seeded
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..types import GenerationOptions
-from .decoding import low_quantile
+from .decoding import Rows
 from .items import GenItem, GenOutput
 
 #: one decode step: the chosen ids, one per row (batch,) -> next logits (batch, vocab)
@@ -77,47 +77,26 @@ def decode(runtime: Any, items: Sequence[GenItem], logits: np.ndarray, step: Ste
     step's logits: that is how the benchmark compares variants on one token path (teacher forcing).
     """
     batch = len(items)
-    eos = set() if ignore_eos or forced is not None else set(runtime.eos_ids)
     gens = generators(items)
-    limits = [min(max_new, max(1, it.options.max_tokens)) for it in items]
+    rows = Rows(items, max_new, set() if ignore_eos or forced is not None else set(runtime.eos_ids), runtime.pad_id)
     if forced is not None:
-        limits = [len(forced)]
-    tokens: list[list[int]] = [[] for _ in items]
-    probs: list[list[float]] = [[] for _ in items]
-    finish = ["length"] * batch
-    done = [False] * batch
-    ttft = 0.0
-    for index in range(max(limits)):
+        rows.limits = [len(forced)]
+
+    def pick(row: int, index: int, logits: np.ndarray) -> tuple[int, float]:
+        if forced is not None:
+            return int(forced[index]), float(softmax(logits[row])[int(forced[index])])
+        return choose(logits[row], items[row].options, gens[row])
+
+    for index in range(max(rows.limits)):
         if record is not None:
             record.append(np.array(logits[0], dtype=np.float32))
-        chosen = []
-        for row in range(batch):
-            if done[row]:
-                chosen.append(runtime.pad_id)
-                continue
-            token, p = choose(logits[row], items[row].options, gens[row])
-            if forced is not None:
-                token, p = int(forced[index]), float(softmax(logits[row])[int(forced[index])])
-            chosen.append(token)
-            probs[row].append(p)  # the end token counts too: how sure the model was to stop there
-            if token in eos:
-                done[row], finish[row] = True, "stop"
-                continue
-            tokens[row].append(token)
-            if on_token is not None:
-                on_token(row, token)
-            if len(tokens[row]) >= limits[row]:
-                done[row] = True
+        chosen = [rows.take(row, lambda row=row, index=index, logits=logits: pick(row, index, logits), on_token)
+                  for row in range(batch)]
         if index == 0:
-            ttft = time.perf_counter() - start
-        if all(done):
+            rows.ttft = time.perf_counter() - start
+        if all(rows.done):
             break
         logits = step(np.asarray(chosen, dtype=np.int64))
     total = time.perf_counter() - start
-    runtime.last_timings.update(ttft_s=ttft, total_s=total)
-    return [
-        GenOutput(text=runtime.tokenizer.decode(tokens[row], skip_special_tokens=True), token_ids=tokens[row],
-                  input_tokens=input_lengths[row], confidence=low_quantile(probs[row]), finish_reason=finish[row],
-                  ttft_s=ttft, total_s=total)
-        for row in range(batch)
-    ]
+    runtime.last_timings.update(ttft_s=rows.ttft, total_s=total)
+    return rows.outputs(runtime.tokenizer, input_lengths, total)

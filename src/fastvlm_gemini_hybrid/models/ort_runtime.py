@@ -37,7 +37,7 @@ from .chat import prompt_text
 from .items import GenItem, GenOutput, ImageInput
 from .onnx_variants import VARIANTS, check_model_dir, ensure_variant
 from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key
-from .runtime import LRU, TokenCallback
+from .runtime import LRU, TokenCallback, cached_features
 
 
 def physical_cores() -> int:
@@ -170,27 +170,16 @@ class OrtRuntime:
         return np.asarray(self.image_processor(images=pil, return_tensors="np")["pixel_values"], dtype=np.float32)
 
     def _image_features(self, images: list[ImageInput]) -> list[np.ndarray]:
-        out: list[Any] = [None] * len(images)
-        todo: list[int] = []
-        for i, img in enumerate(images):
-            hit = self.vision_cache.get((img.sha256, self.prep_key))
-            if hit is not None:
-                out[i] = hit
-                self.stats["vision_cache_hits"] += 1
-            else:
-                todo.append(i)
-        if todo:
-            start = time.perf_counter()
-            pixels = self.pixel_values([images[i] for i in todo])
-            self.last_timings["preprocess_s"] = time.perf_counter() - start
-            start = time.perf_counter()
-            feats = self.sessions["vision"].run(None, {"pixel_values": pixels})[0]
-            self.last_timings["vision_s"] = time.perf_counter() - start
-            self.stats["vision_encodes"] += len(todo)
-            for j, i in enumerate(todo):
-                out[i] = feats[j]
-                self.vision_cache.put((images[i].sha256, self.prep_key), feats[j])
-        return out
+        return cached_features(self, images, self._encode_images)
+
+    def _encode_images(self, images: list[ImageInput]) -> np.ndarray:
+        start = time.perf_counter()
+        pixels = self.pixel_values(images)
+        self.last_timings["preprocess_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        feats = self.sessions["vision"].run(None, {"pixel_values": pixels})[0]
+        self.last_timings["vision_s"] = time.perf_counter() - start
+        return feats
 
     # ------------------------------------------------------------------ the decoder
     def _embed(self, ids: np.ndarray, feats: list[np.ndarray]) -> np.ndarray:

@@ -64,6 +64,27 @@ class LRU:
         return len(self._data)
 
 
+def cached_features(runtime: Any, images: list[ImageInput], encode: Callable[[list[ImageInput]], Any]) -> list[Any]:
+    """Each image's features from `runtime.vision_cache` (keyed by content and preprocessing), the rest from
+    one `encode` call on the images missing; counts hits and encodes in `runtime.stats`. Both engines."""
+    out: list[Any] = [None] * len(images)
+    todo: list[int] = []
+    for i, img in enumerate(images):
+        hit = runtime.vision_cache.get((img.sha256, runtime.prep_key))
+        if hit is not None:
+            out[i] = hit
+            runtime.stats["vision_cache_hits"] += 1
+        else:
+            todo.append(i)
+    if todo:
+        feats = encode([images[i] for i in todo])
+        runtime.stats["vision_encodes"] += len(todo)
+        for j, i in enumerate(todo):
+            out[i] = feats[j]
+            runtime.vision_cache.put((images[i].sha256, runtime.prep_key), feats[j])
+    return out
+
+
 class FastVLMRuntime:
     """A loaded model plus its processor, caches and decode loop."""
 
@@ -170,30 +191,19 @@ class FastVLMRuntime:
 
     def _image_features(self, images: list[ImageInput]) -> list[Any]:
         """Projected features per image, from the LRU or one batched vision-tower call."""
+        return cached_features(self, images, self._encode_images)
+
+    def _encode_images(self, images: list[ImageInput]) -> Any:
         torch = require("torch", "local")
-        out: list[Any] = [None] * len(images)
-        todo: list[int] = []
-        for i, img in enumerate(images):
-            hit = self.vision_cache.get((img.sha256, self.prep_key))
-            if hit is not None:
-                out[i] = hit
-                self.stats["vision_cache_hits"] += 1
-            else:
-                todo.append(i)
-        if todo:
-            start = time.perf_counter()
-            pixels = self.pixel_values([images[i] for i in todo])
-            if self.channels_last:
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
-            self.last_timings["preprocess_s"] = time.perf_counter() - start
-            start = time.perf_counter()
-            feats = self.model.get_image_features(pixel_values=pixels).pooler_output
-            self.last_timings["vision_s"] = time.perf_counter() - start
-            self.stats["vision_encodes"] += len(todo)
-            for j, i in enumerate(todo):
-                out[i] = feats[j]
-                self.vision_cache.put((images[i].sha256, self.prep_key), feats[j])
-        return out
+        start = time.perf_counter()
+        pixels = self.pixel_values(images)
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        self.last_timings["preprocess_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        feats = self.model.get_image_features(pixel_values=pixels).pooler_output
+        self.last_timings["vision_s"] = time.perf_counter() - start
+        return feats
 
     # ------------------------------------------------------------------ generation
     def generate(self, items: list[GenItem], on_token: TokenCallback | None = None, *,
