@@ -15,6 +15,10 @@ All configurations are timed in one process, interleaved run by run with the ord
 machine's noise falls on all alike; ratios are medians of per-run ratios. Peak RSS comes from a separate
 process per configuration. Figures: TTFT (image bytes to first
 token, preprocessing included), vision encode, decode tokens/s, follow-up TTFT on the same image.
+On a CPU without native bf16 (AVX2 only: no AVX512-BF16 or AMX) the bf16 configurations are emulated and
+take minutes per picture (the vision tower's convolutions); leave them out there with `--configs`, and
+the logits are then compared with fp32 alone.
+
 "ours-int8" / "ours-int4" are weight-only quantised language models (models/weight_quant.py), the
 rest of the model in the device's best dtype; "ort-fp32|q8|q4" are the ONNX Runtime engine
 (models/ort_runtime.py: the same contract; q8/q4 are MatMulNBits weight-only decoders), exported once

@@ -163,12 +163,15 @@ def test_fastvlm_cpu_prints_roofline_lines(tiny_model_dir: Path, capsys: pytest.
 def test_fastvlm_cpu_extra_reports_accuracy_and_batch(tiny_model_dir: Path, capsys: pytest.CaptureFixture[str],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _benchmark()
-    acc = bench.extra.worker_accuracy(tiny_model_dir, ["plain-bf16", "ours-int8", "ours-int4"])
-    assert set(acc) == {"prompts", "tokens", "ours-bf16", "ours-fp32", "ours-int8", "ours-int4"}
-    own = acc["ours-bf16"]["ours-bf16"]
+    acc = bench.extra.worker_accuracy(tiny_model_dir, ["plain-bf16", "ours-bf16", "ours-int8", "ours-int4"])
+    assert acc["references"] == ["ours-bf16", "ours-fp32"]
+    configs = acc["configs"]
+    assert set(configs) == {"ours-bf16", "ours-fp32", "ours-int8", "ours-int4"}
+    own = configs["ours-bf16"]["ours-bf16"]
     assert own["mean_rel_err"] == 0.0 and own["top1_agreement"] == 1.0
     assert own["positions"] == acc["prompts"] * acc["tokens"]
-    assert acc["ours-int4"]["ours-bf16"]["mean_rel_err"] > acc["ours-int8"]["ours-bf16"]["mean_rel_err"] > 0
+    assert configs["ours-int4"]["ours-bf16"]["mean_rel_err"] > configs["ours-int8"]["ours-bf16"]["mean_rel_err"] > 0
+    assert bench.extra.worker_accuracy(tiny_model_dir, ["ours-int8"])["references"] == ["ours-fp32"]
     monkeypatch.setattr(bench.extra, "BATCH_SIZES", (1, 2))
     monkeypatch.setattr(bench.extra, "BATCH_TOKENS", 3)
     batch = bench.extra.worker_batch(tiny_model_dir, "ours-int8")
@@ -176,5 +179,5 @@ def test_fastvlm_cpu_extra_reports_accuracy_and_batch(tiny_model_dir: Path, caps
     bench.extra.report_accuracy(acc)
     bench.extra.report_batch(batch)
     out = capsys.readouterr().out
-    assert "numerical cost of each weight format" in out and "vs bf16" in out
+    assert "numerical cost of each weight format" in out and "vs ours-bf16: max" in out
     assert "batch  2:" in out and "x batch 1" in out
