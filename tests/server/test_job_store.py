@@ -194,6 +194,7 @@ async def test_a_dead_store_actor_is_a_503_at_once_then_a_new_empty_store(ray_ru
     for name, call in calls.items():
         assert await store.create("j", "batch", 1.0)  # the first call starts an actor: a new one each round
         ray_runtime.kill(ray_runtime.get_actor(store.name, namespace=store.namespace), no_restart=True)
+        _wait_until_unregistered(ray_runtime, store)  # `kill` returns before the actor is dead: it may answer once
         started = time.monotonic()
         with pytest.raises(JobStoreUnavailable) as exc:
             await call()
@@ -201,6 +202,18 @@ async def test_a_dead_store_actor_is_a_503_at_once_then_a_new_empty_store(ray_ru
         assert exc.value.status == 503 and exc.value.code_ == "job_store_unavailable" and store.name in str(exc.value)
         assert await store.get("j") is None and await store.write("j", Patch()) == "gone"  # new store: j is lost
     ray_runtime.kill(ray_runtime.get_actor(store.name, namespace=store.namespace), no_restart=True)
+
+
+def _wait_until_unregistered(ray_runtime: Any, store: RayJobStore) -> None:
+    """Until Ray has the killed actor dead: its name is released only then."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray_runtime.get_actor(store.name, namespace=store.namespace)
+        except ValueError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the killed actor {store.name} is still registered after 30 s")
 
 
 @pytest.mark.slow
