@@ -43,7 +43,12 @@ def test_sizes_the_tower_cannot_take_are_configuration_errors(tiny_model_dir: Pa
 
 def test_the_onnx_engine_refuses_it_and_auto_keeps_torch(tiny_model_dir: Path, tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engines, "pick_engine", lambda *a, **k: "onnx")  # as if the export were cached
+    pytest.importorskip("onnxruntime")
+    from fastvlm_gemini_hybrid.models import onnx_variants
+
+    monkeypatch.setattr(engines, "_cpu_only_host", lambda: True)
+    monkeypatch.setattr(onnx_variants, "is_exported", lambda *a, **k: True)  # as if the export were cached
+    assert engines.pick_engine("auto", "cpu", tiny_model_dir) == "onnx"  # without the option, auto would use it
     auto = load_settings(home=tmp_path, local_model=str(tiny_model_dir), vision_input_size=512)
     assert type(engines.make_runtime(tiny_model_dir, auto)).__name__ == "FastVLMRuntime"
     explicit = load_settings(home=tmp_path, local_model=str(tiny_model_dir), vision_input_size=512,

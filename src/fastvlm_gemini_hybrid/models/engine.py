@@ -33,8 +33,10 @@ ENGINES = ("auto", "torch", "onnx")
 ONNX_WEIGHTS = {None: "fp32", "int8": "q8", "int4": "q4"}
 
 
-def pick_engine(requested: str | None, device: str, model_dir: Path, quantize: str | None = None) -> str:
-    """`torch` or `onnx` for this setting, device and model (see the module doc for `auto`)."""
+def pick_engine(requested: str | None, device: str, model_dir: Path, quantize: str | None = None,
+                vision_input_size: int | None = None) -> str:
+    """`torch` or `onnx` for this setting, device and model (see the module doc for `auto`; a
+    `vision_input_size` keeps `auto` on torch, since the ONNX export's vision input is fixed)."""
     engine = (requested or "auto").lower()
     if engine not in ENGINES:
         raise ConfigurationError(f"unknown local_engine {engine!r}; choose {', '.join(ENGINES)}")
@@ -42,7 +44,7 @@ def pick_engine(requested: str | None, device: str, model_dir: Path, quantize: s
         if engine == "onnx" and (device or "auto").lower() not in ("auto", "cpu"):
             raise ConfigurationError(f"local_engine=onnx runs on the CPU only; unset it for device={device}")
         return engine
-    if (device or "auto").lower() not in ("auto", "cpu") or not _cpu_only_host():
+    if vision_input_size or (device or "auto").lower() not in ("auto", "cpu") or not _cpu_only_host():
         return "torch"
     if importlib.util.find_spec("onnxruntime") is None or not _is_fastvlm(model_dir):
         return "torch"
@@ -54,9 +56,7 @@ def pick_engine(requested: str | None, device: str, model_dir: Path, quantize: s
 def make_runtime(path: Path, settings: Settings) -> Any:
     """The runtime for `path` under `settings` (not loaded yet)."""
     quantize = (settings.quantize or "").lower() or None
-    engine = pick_engine(settings.local_engine, settings.device, path, quantize)
-    if engine == "onnx" and settings.vision_input_size and (settings.local_engine or "auto").lower() == "auto":
-        engine = "torch"  # the ONNX export's vision input is fixed at the checkpoint's size
+    engine = pick_engine(settings.local_engine, settings.device, path, quantize, settings.vision_input_size)
     if engine == "onnx":
         if settings.vision_input_size:
             raise ConfigurationError("vision_input_size needs local_engine=torch: the ONNX export's vision input "

@@ -102,7 +102,7 @@ def ensure_variant(model_dir: Path, variant: str = "fp32", *, vision: str = "fp3
     if vision not in VISION_VARIANTS:
         raise ConfigurationError(f"unknown vision weights {vision!r}; choose one of {', '.join(VISION_VARIANTS)}")
     source = check_model_dir(model_dir)
-    root = (cache_dir or default_cache_dir()).expanduser() / f"{source.name}-{model_key(source)}"
+    root = _cache_root(source, cache_dir)
     base = root / "fp32"
     if not (base / "decoder_model_merged.onnx").is_file():
         with _staging(root, "fp32") as tmp:
@@ -218,5 +218,10 @@ def is_exported(model_dir: Path, variant: str, *, cache_dir: Path | None = None)
         source = check_model_dir(model_dir)
     except (ModelNotDownloadedError, ConfigurationError):
         return False
-    root = (cache_dir or default_cache_dir()).expanduser() / f"{source.name}-{model_key(source)}"
+    root = _cache_root(source, cache_dir)
     return all((root / sub / "decoder_model_merged.onnx").is_file() for sub in {"fp32", variant})
+
+
+def _cache_root(source: Path, cache_dir: Path | None) -> Path:
+    """The cache entry of one version of a model: every variant lives under it."""
+    return (cache_dir or default_cache_dir()).expanduser() / f"{source.name}-{model_key(source)}"
