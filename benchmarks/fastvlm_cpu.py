@@ -158,7 +158,7 @@ class Ours:
         self.load_s = time.perf_counter() - start
 
     def ask(self, image_bytes: bytes, question: str, tokens: int) -> dict[str, float]:
-        from fastvlm_gemini_hybrid.models.runtime import GenItem, ImageInput
+        from fastvlm_gemini_hybrid.models.items import GenItem, ImageInput  # torch-free, like the ONNX engine
         from fastvlm_gemini_hybrid.types import GenerationOptions
 
         item = GenItem(question, (ImageInput.from_bytes(image_bytes),), GenerationOptions(max_tokens=tokens))
@@ -213,7 +213,8 @@ def worker_rss(model_dir: Path, name: str) -> dict[str, Any]:
     from fastvlm_gemini_hybrid.models.bench import QUESTIONS, synthetic_image
 
     make(name, model_dir).ask(synthetic_image(5), QUESTIONS[0], 4)
-    return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {"peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+            "torch_imported": "torch" in sys.modules}
 
 
 def worker_roofline(model_dir: Path, names: list[str]) -> dict[str, Any]:
@@ -292,7 +293,9 @@ def report(results: dict[str, Any], rss: dict[str, float], load_before: float, l
     print("best-of-N is the steadier figure on a shared machine).  Goals against plain-bf16: TTFT <= 0.50x, "
           "decode >= 2.00x")
     print(f"  {'':<28}{'TTFT paired':>12}{'best':>7}{'decode paired':>15}{'best':>7}{'vision paired':>15}{'best':>7}")
-    pairs = [(o, "plain-bf16") for o in names if not o.startswith("plain")] + [("ours-fp32", "plain-fp32")]
+    base = "plain-bf16" if "plain-bf16" in results else "plain-fp32"  # bf16 is emulated on CPUs without it
+    pairs = [(o, base) for o in names if not o.startswith("plain")]
+    pairs += [("ours-fp32", "plain-fp32")] if base != "plain-fp32" else []
     for ours, plain in pairs:
         if ours in results and plain in results:
             cells = "".join(f"{paired(results, ours, plain, k):>{w}}{best_ratio(results, ours, plain, k):>7}"
@@ -412,7 +415,10 @@ def main() -> int:
     if not args.no_rss:
         for name in names:
             print(f"peak RSS of {name} on its own ...", file=sys.stderr)
-            rss[name] = _child(args, "--worker", name)["peak_rss_gib"]
+            alone = _child(args, "--worker", name)
+            rss[name] = alone["peak_rss_gib"]
+            if not alone.get("torch_imported", True):
+                print(f"  {name} ran without importing torch", file=sys.stderr)
     roof: dict[str, Any] | None = None
     if not args.no_roofline:
         print("measuring copy bandwidth and matmul peak ...", file=sys.stderr)

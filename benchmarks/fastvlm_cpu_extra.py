@@ -25,14 +25,13 @@ BATCH_TOKENS = 16
 
 def make_runtime(model_dir: Path, name: str, vision_input_size: int | None = None) -> Any:
     """The loaded runtime of a configuration name: ours-fp32|bf16|int8|int4 (FastVLMRuntime) or
-    ort-fp32|q8|q4|int8 (OrtRuntime), on this machine's CPU with torch's thread count for both."""
-    import torch
-
+    ort-fp32|q8|q4|int8 (OrtRuntime), on this machine's CPU with its physical cores for both (torch's default).
+    The ONNX engine imports no torch, so a peak-RSS worker of an ort-* configuration never loads it."""
     kind, fmt = name.split("-")
     if kind == "ort":
-        from fastvlm_gemini_hybrid.models.ort_runtime import OrtRuntime
+        from fastvlm_gemini_hybrid.models.ort_runtime import OrtRuntime, physical_cores
 
-        runtime: Any = OrtRuntime(model_dir, threads=torch.get_num_threads(), weights=fmt)
+        runtime: Any = OrtRuntime(model_dir, threads=physical_cores(), weights=fmt)
     else:
         from fastvlm_gemini_hybrid.models.runtime import FastVLMRuntime
 

@@ -194,3 +194,27 @@ def test_models_export_fills_the_cache_auto_then_uses(tiny_model_dir: Path, onnx
     out = json.loads(capsys.readouterr().out)
     assert out["variant"] == "q8" and Path(out["decoder"]).is_file()
     assert onnx_variants.is_exported(tiny_model_dir, "q8", cache_dir=onnx_cache)
+
+
+def test_the_documented_api_on_the_onnx_engine_never_imports_torch(engine: OrtRuntime, tiny_model_dir: Path,
+                                                                   onnx_cache: Path, tmp_path: Path) -> None:
+    # `engine` is here for its export in `onnx_cache`, which the fresh process loads
+    """The user's `HybridVLMProcessor().process(...)`, local-only on the exported model, in a fresh process:
+    the answer comes from ONNX Runtime and torch (about 0.7 GiB resident for the CUDA wheel) never loads."""
+    import json
+    import subprocess
+    import sys
+
+    image = tmp_path / "red.png"
+    image.write_bytes(picture((200, 40, 40), (96, 64)))
+    code = ("import json, sys\nfrom fastvlm_gemini_hybrid import HybridVLMProcessor\n"
+            f"out = HybridVLMProcessor().process({str(image)!r}, 'Describe this', mode='local-only')\n"
+            "print(json.dumps({'torch': 'torch' in sys.modules, 'backend': out.get('backend'),"
+            " 'text': out['response']}))\n")
+    env = {**os.environ, "FASTVLM_HYBRID_HOME": str(tmp_path / "home"), "FASTVLM_HYBRID_ONNX_CACHE": str(onnx_cache),
+           "FASTVLM_HYBRID_LOCAL_MODEL": str(tiny_model_dir), "FASTVLM_HYBRID_LOCAL_ENGINE": "onnx"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["torch"] is False, out
+    assert out["text"] and out["backend"] == "fastvlm", out

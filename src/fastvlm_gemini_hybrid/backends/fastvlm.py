@@ -97,7 +97,7 @@ class FastVLMBackend(Backend):
 
     # ------------------------------------------------------------------ requests
     def _items(self, requests: list[Request]) -> list[GenItem]:
-        from ..models.runtime import GenItem, ImageInput
+        from ..models.items import GenItem, ImageInput
 
         items = []
         for req in requests:

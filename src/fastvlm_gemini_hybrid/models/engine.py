@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,13 +80,28 @@ def engine_name(runtime: Any) -> str:
 
 
 def _cpu_only_host() -> bool:
-    """No CUDA or MPS torch could use (without importing torch when it is not installed)."""
+    """No CUDA, ROCm or MPS device torch could use. Torch is imported only where such a device may exist:
+    importing the CUDA wheel costs about 0.7 GiB of resident memory, which the ONNX engine never needs."""
     if importlib.util.find_spec("torch") is None:
+        return True
+    if not _may_have_accelerator():
         return True
     import torch
 
     mps = getattr(torch.backends, "mps", None)
     return not torch.cuda.is_available() and not (mps is not None and mps.is_available())
+
+
+def _may_have_accelerator() -> bool:
+    """Whether this host shows a GPU torch could drive: Apple silicon (MPS), an NVIDIA driver or an AMD
+    ROCm device node (Linux), or any other OS, where there is no cheap test."""
+    system = platform.system()
+    if system == "Darwin":
+        return platform.machine() == "arm64"
+    if system != "Linux":
+        return True
+    return (Path("/proc/driver/nvidia/version").exists() or Path("/dev/kfd").exists()
+            or any(Path("/dev").glob("nvidia[0-9]*")))
 
 
 def _is_fastvlm(model_dir: Path) -> bool:

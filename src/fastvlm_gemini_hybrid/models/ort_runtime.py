@@ -3,10 +3,11 @@
 Why: on CPU the alternative users reach for is ONNX Runtime over an ONNX export (fp32, int8, q4), whose
 fused kernels and int8/int4 weight-only matmuls can beat eager PyTorch per token. `OrtRuntime` exports
 the local checkpoint once (models/onnx_variants.py: fp32, int8, q8, q4, cached on disk and keyed by the
-weights' size and mtime), then runs the three sessions transformers.js runs: vision encoder, token
-embeddings, merged decoder. Once exported it needs no torch: preprocessing is models/preprocess.py
-with the checkpoint's image processor in numpy, the chat is models/chat.py (shared with the torch
-engine), the decode loop is models/ort_decoding.py.
+weights' size and mtime), then runs what transformers.js runs: the vision encoder and the merged decoder
+as sessions, the token embeddings as a lookup in the export's memory-mapped table (models/onnx_embedding.py:
+only the rows a prompt uses become resident). Once exported it needs no torch and imports none:
+preprocessing is models/preprocess.py with the checkpoint's image processor in numpy, the chat is
+models/chat.py (shared with the torch engine), the decode loop is models/ort_decoding.py.
 
 What carries over from the torch engine: projected image features in an LRU keyed by image sha256 and
 preprocessing digest; for one item with images, the KV cache of the prompt up to the last image kept
@@ -34,10 +35,12 @@ from .._optional import require
 from ..errors import BackendUnavailableError, BadInputError, ConfigurationError
 from . import decoding, ort_decoding
 from .chat import prompt_text
+from .feature_cache import LRU, TokenCallback, cached_features
 from .items import GenItem, GenOutput, ImageInput
+from .onnx_embedding import EmbeddingTable
 from .onnx_variants import VARIANTS, check_model_dir, ensure_variant
+from .ort_processor import load_parts
 from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key
-from .runtime import LRU, TokenCallback, cached_features
 
 
 def physical_cores() -> int:
@@ -51,6 +54,11 @@ def physical_cores() -> int:
 
 class OrtRuntime:
     """A FastVLM exported to ONNX and run by ONNX Runtime on the CPU."""
+
+    # The vision encoder's activations at 1024 px run to hundreds of MB; ORT's arena would keep its high-water
+    # mark for good (measured: +0.30 GiB peak RSS for the 0.5B model), and once per picture the system
+    # allocator costs nothing measurable. The decoder keeps its arena: it allocates small tensors per token.
+    vision_arena = False
 
     def __init__(self, path: str | Path, *, threads: int | None = None, weights: str | None = None,
                  quantize: str | None = None, vision_weights: str = "fp32", vision_cache_size: int = 32,
@@ -75,6 +83,7 @@ class OrtRuntime:
         self.last_timings: dict[str, float] = {}
         self.device, self.dtype, self.quantize = "cpu", "float32", self.weights
         self.sessions: dict[str, Any] = {}
+        self.embeddings: EmbeddingTable | None = None
         self.model: Any = None  # set to the decoder session once loaded (callers test `model is None`)
 
     # ------------------------------------------------------------------ loading
@@ -87,52 +96,46 @@ class OrtRuntime:
         files = ensure_variant(source, self.weights, vision=self.vision_weights, cache_dir=self.cache_dir,
                                progress=self.progress)
         try:
-            config = transformers.AutoConfig.from_pretrained(source)
-            self.processor = transformers.AutoProcessor.from_pretrained(source)
-            try:
-                generation = transformers.GenerationConfig.from_pretrained(source)
-            except OSError:
-                generation = None
+            parts = load_parts(source)  # torch-free for FastVLM's layout (models/ort_processor.py)
         except Exception as exc:  # noqa: BLE001 - json, tokenizers, jinja: each has its own types
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             raise BackendUnavailableError(f"model directory {source} is corrupt or incompatible "
                                           f"({type(exc).__name__}: {first})", backend="fastvlm") from None
+        self.processor, self.torch_free = parts.processor, parts.torch_free
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.image_processor = self.processor.image_processor
         self.prep_key = preprocessing_key(self.image_processor)
         self.fill = fill_colour(self.image_processor)
-        text = config.get_text_config()
+        text, generation = parts.text, parts.generation
         self.layers = int(text.num_hidden_layers)
         self.kv_heads = int(text.num_key_value_heads)
-        self.head_dim = int(getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
+        self.head_dim = int(text.head_dim)
         self.context = int(getattr(text, "max_position_embeddings", 0) or 32768)
-        self.image_token_id = int(config.image_token_id)
+        self.image_token_id = parts.image_token_id
         self.eos_ids = decoding.eos_ids(SimpleNamespace(generation_config=generation), self.tokenizer)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.is_fastvlm = True
-        for name, path in (("vision", files.vision), ("embed", files.embed), ("decoder", files.decoder)):
-            self.sessions[name] = self._session(path, files.root)
+        self.embeddings = EmbeddingTable.open(files.embed)  # a lookup in the mapped file, not a session
+        for name, path in (("vision", files.vision), ("decoder", files.decoder)):
+            self.sessions[name] = self._session(path, files.root, arena=name == "decoder" or self.vision_arena)
         self.model = self.sessions["decoder"]
         self.past_names = [f"past_key_values.{i}.{kv}" for i in range(self.layers) for kv in ("key", "value")]
         self.output_names = [o.name for o in self.model.get_outputs()]
 
-    def _session(self, path: Path, root: Path) -> Any:
+    def _session(self, path: Path, root: Path, *, arena: bool = True) -> Any:
         """An InferenceSession over the cached optimised graph, or over `path` (saving that graph)."""
         ort = self._ort
         tag = hashlib.sha256(f"{ort.__version__}|{platform.machine()}|{_cpu_flags()}".encode()).hexdigest()[:10]
         optimized = root / "optimized" / f"{path.parent.name}-{path.stem}-{tag}.onnx"
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        opts = self._fresh_options(arena)
         if optimized.is_file():
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
             try:
                 return ort.InferenceSession(str(optimized), opts, providers=["CPUExecutionProvider"])
             except Exception:  # noqa: BLE001 - a stale or truncated cache file: rebuild it below
                 optimized.unlink(missing_ok=True)
-                opts = self._fresh_options()
+                opts = self._fresh_options(arena)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         optimized.parent.mkdir(parents=True, exist_ok=True)
         partial = optimized.with_name(f".{os.getpid()}-{optimized.name}")
@@ -151,8 +154,9 @@ class OrtRuntime:
             data.unlink()
         return session
 
-    def _fresh_options(self) -> Any:
+    def _fresh_options(self, arena: bool = True) -> Any:
         opts = self._ort.SessionOptions()
+        opts.enable_cpu_mem_arena = arena
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
@@ -160,6 +164,7 @@ class OrtRuntime:
 
     def close(self) -> None:
         self.sessions.clear()
+        self.embeddings = None
         self.model = None
         self.vision_cache.clear()
         self.prefix_cache.clear()
@@ -183,7 +188,8 @@ class OrtRuntime:
 
     # ------------------------------------------------------------------ the decoder
     def _embed(self, ids: np.ndarray, feats: list[np.ndarray]) -> np.ndarray:
-        embeds = self.sessions["embed"].run(None, {"input_ids": ids.astype(np.int64)})[0]
+        assert self.embeddings is not None, "load() first"
+        embeds = self.embeddings(ids)
         if feats:
             flat = np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats]).astype(embeds.dtype)
             where = ids == self.image_token_id
