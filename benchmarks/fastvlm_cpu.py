@@ -17,7 +17,8 @@ process per configuration. Figures: TTFT (image bytes to first
 token, preprocessing included), vision encode, decode tokens/s, follow-up TTFT on the same image.
 On a CPU without native bf16 (AVX2 only: no AVX512-BF16 or AMX) the bf16 configurations are emulated and
 take minutes per picture (the vision tower's convolutions); leave them out there with `--configs`, and
-the logits are then compared with fp32 alone.
+the logits are then compared with fp32 and with "ours-bf16lm" (the language model in bf16, the vision
+tower in fp32), the bf16 reference such a machine can afford.
 
 "ours-int8" / "ours-int4" are weight-only quantised language models (models/weight_quant.py), the
 rest of the model in the device's best dtype; "ort-fp32|q8|q4" are the ONNX Runtime engine

@@ -15,7 +15,8 @@ Only the decoder (where each generated token reads every weight) is quantised by
 encoder runs once per image and stays fp32 unless `vision="int8"` is asked for (dynamic int8 on its
 MatMul/Gemm weights: the attention stages and the projector; its convolutions, most of its time, stay
 fp32; benchmarks/ort_engine.py measures what that buys and costs).
-The embedding table stays fp32 (a lookup reads one row per token).
+The embedding table stays fp32 (a lookup reads one row per token); the engine maps its file rather than
+loading it (models/onnx_embedding.py), so only the rows used become resident.
 
 The cache lives under `~/.cache/fastvlm-hybrid/onnx/<dir name>-<key>/<variant>/` (or `cache_dir`, or
 `$FASTVLM_HYBRID_ONNX_CACHE`); the key hashes the model directory's path and each weight and config
