@@ -57,7 +57,7 @@ import fastvlm_cpu_extra as extra
 
 BUILD_VERSION = 2  # 2: the vision tower's signal kept alive (architecture.init_vision_tower); older dirs rebuild
 CONFIGS = ("plain-fp32", "plain-bf16", "ours-fp32", "ours-bf16", "ours-int8", "ours-int4", "ort-fp32", "ort-q8",
-           "ort-q4")
+           "ort-q4", "ort-q8+v8")  # +v8: the int8 vision encoder (vision_quantize=int8)
 
 
 def build(model_dir: Path) -> None:
@@ -232,7 +232,7 @@ def worker_roofline(model_dir: Path, names: list[str]) -> dict[str, Any]:
         model = AutoModelForImageTextToText.from_config(config)
     crop = AutoProcessor.from_pretrained(model_dir).image_processor.crop_size
     size = (int(crop["height"]), int(crop["width"]))
-    formats = sorted({name.split("-")[1] for name in names})
+    formats = sorted({extra.weights_of(name) for name in names})
     dtypes = sorted({"bfloat16" if fmt == "bf16" else "float32" for fmt in formats})  # int8/int4: auto (fp32 here)
     buffer = max(4 * roofline.last_level_cache_bytes(), 256 * 2**20)
     return {
@@ -323,8 +323,7 @@ def report_roofline(results: dict[str, Any], roof: dict[str, Any]) -> None:
     print("  embedding table left out unless the head shares it); roofline = bandwidth / those bytes")
     print(f"  {'':<14}{'weights/token':>15}{'roofline tok/s':>16}{'decode best':>13}{'share':>8}")
     for name, result in results.items():
-        fmt = name.split("-")[1]
-        wbytes = roof["weight_bytes_per_token"].get(fmt)
+        wbytes = roof["weight_bytes_per_token"].get(extra.weights_of(name))
         decode = result["samples"].get("decode_tok_s")
         if not wbytes or not decode:
             continue
@@ -400,14 +399,15 @@ def main() -> int:
         print(json.dumps(worker_rss(args.model_dir, args.worker)))
         return 0
     build(args.model_dir)
-    onnx = sorted({n.split("-")[1] for n in names if n.startswith("ort-")})
+    onnx = sorted({(extra.weights_of(n), extra.vision_of(n)) for n in names if n.startswith("ort-")})
     if onnx:  # exported before any timing, in a process of its own (the export needs far more memory than a run)
-        print(f"exporting the ONNX variants {', '.join(onnx)} (cached after the first time) ...", file=sys.stderr)
-        for variant in onnx:
+        shown = ", ".join(w if v == "fp32" else f"{w} + vision {v}" for w, v in onnx)
+        print(f"exporting the ONNX variants {shown} (cached after the first time) ...", file=sys.stderr)
+        for variant, vision in onnx:
             subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
                             "from fastvlm_gemini_hybrid.models.onnx_variants import ensure_variant; "
-                            "ensure_variant(Path(sys.argv[1]), sys.argv[2])", str(args.model_dir), variant],
-                           check=True)
+                            "ensure_variant(Path(sys.argv[1]), sys.argv[2], vision=sys.argv[3])",
+                            str(args.model_dir), variant, vision], check=True)
     load_before = os.getloadavg()[0]
     print(f"timing {', '.join(names)} interleaved ({args.runs} runs, {args.tokens} tokens) ...", file=sys.stderr)
     results = _child(args, "--worker", "timing", "--configs", ",".join(names))

@@ -23,15 +23,27 @@ BATCH_SIZES = (1, 4, 8)
 BATCH_TOKENS = 16
 
 
+def weights_of(name: str) -> str:
+    """The language model's format of a configuration: "ort-q8+v8" -> "q8"."""
+    return name.split("-")[1].split("+")[0]
+
+
+def vision_of(name: str) -> str:
+    """The ONNX vision encoder's weights: "+v8" is the int8 encoder (models/onnx_vision_quant.py)."""
+    return "int8" if name.endswith("+v8") else "fp32"
+
+
 def make_runtime(model_dir: Path, name: str, vision_input_size: int | None = None) -> Any:
     """The loaded runtime of a configuration name: ours-fp32|bf16|int8|int4 (FastVLMRuntime) or
-    ort-fp32|q8|q4|int8 (OrtRuntime), on this machine's CPU with its physical cores for both (torch's default).
+    ort-fp32|q8|q4|int8, each optionally +v8 for the int8 vision encoder (OrtRuntime), on this machine's CPU
+    with its physical cores for both (torch's default).
     The ONNX engine imports no torch, so a peak-RSS worker of an ort-* configuration never loads it."""
     kind, fmt = name.split("-")
     if kind == "ort":
         from fastvlm_gemini_hybrid.models.ort_runtime import OrtRuntime, physical_cores
 
-        runtime: Any = OrtRuntime(model_dir, threads=physical_cores(), weights=fmt)
+        runtime: Any = OrtRuntime(model_dir, threads=physical_cores(), weights=weights_of(name),
+                                  vision_weights=vision_of(name))
     elif fmt == "bf16lm":  # a reference: bf16's own rounding of the language model, the vision tower in fp32
         return _bf16_language_model(model_dir)
     else:

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     quantize: str | None = Field(
         None, description="int8 or int4: weight-only quantised language model (fastvlm: CPU, torch's packed-weight "
                           "kernels; mlx: nn.quantize); unset: the dtype's full weights")
+    vision_quantize: str | None = Field(
+        None, description="int8: FastVLM's vision encoder with int8 dense convolutions, calibrated (onnx engine "
+                          "only; about 0.7x its time, with a measured feature error); unset: fp32")
 
     # cloud side
     gemini_api_key: SecretStr | None = Field(

@@ -222,3 +222,43 @@ def test_the_documented_api_on_the_onnx_engine_never_imports_torch(engine: OrtRu
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["torch"] is False, out
     assert out["text"] and out["backend"] == "fastvlm", out
+
+
+def test_vision_int8_is_an_onnx_option_exported_on_request(engine: OrtRuntime, tiny_model_dir: Path,
+                                                           onnx_cache: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """`models export --vision-quantize int8` calibrates and writes the int8 encoder; `auto` then runs it
+    with `vision_quantize=int8` and health says so; the torch engine refuses the option."""
+    import json
+
+    pytest.importorskip("skimage")
+    from fastvlm_gemini_hybrid.cli import main
+    from fastvlm_gemini_hybrid.config import load_settings
+    from fastvlm_gemini_hybrid.models import engine as engines
+    from fastvlm_gemini_hybrid.models.onnx_vision_quant import int8_conv_count
+
+    monkeypatch.setenv("FASTVLM_HYBRID_ONNX_CACHE", str(onnx_cache))
+    monkeypatch.setenv("FASTVLM_HYBRID_HOME", str(tmp_path))
+    monkeypatch.setattr(engines, "_cpu_only_host", lambda: True)
+    assert engines.pick_engine("auto", "cpu", tiny_model_dir, vision_quantize="int8") == "torch"  # not exported yet
+    torch_settings = load_settings(home=tmp_path, local_model=str(tiny_model_dir), device="cpu",
+                                   vision_quantize="int8")
+    with pytest.raises(ConfigurationError, match="vision-quantize int8"):
+        engines.make_runtime(tiny_model_dir, torch_settings)
+    assert main(["models", "export", str(tiny_model_dir), "--vision-quantize", "int8", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["vision"] == "int8" and int8_conv_count(out["vision_encoder"]) > 0
+    assert engines.pick_engine("auto", "cpu", tiny_model_dir, vision_quantize="int8") == "onnx"
+    runtime = engines.make_runtime(tiny_model_dir, torch_settings)
+    runtime.load()
+    assert runtime.sessions["vision"] is not engine.sessions["vision"]
+    item = _items(4)[0]
+    got = runtime._encode_images(list(item.images))
+    want = engine._encode_images(list(item.images))
+    rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+    assert 0 < rel < 0.3, rel  # int8 convolutions: close to fp32, not equal
+    assert runtime.generate([item])[0].output_tokens > 0
+    with pytest.raises(ConfigurationError, match="unknown vision_quantize"):
+        engines.make_runtime(tiny_model_dir, load_settings(home=tmp_path, local_model=str(tiny_model_dir),
+                                                           vision_quantize="int4"))

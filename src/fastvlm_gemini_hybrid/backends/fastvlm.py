@@ -194,9 +194,11 @@ class FastVLMBackend(Backend):
             from ..models.engine import engine_name
 
             engine, weights = engine_name(rt), rt.quantize or str(rt.dtype).replace("torch.", "")
-            return Health(True, f"loaded {self.default_model} on {rt.device} ({engine}, {weights})",
+            vision = getattr(rt, "vision_weights", None) or "fp32"  # the ONNX engine's encoder may be int8
+            shown = weights if vision == "fp32" else f"{weights}, vision {vision}"
+            return Health(True, f"loaded {self.default_model} on {rt.device} ({engine}, {shown})",
                           {**extra, "path": str(loaded.path), "device": rt.device, "engine": engine,
-                           "weights": weights})
+                           "weights": weights, "vision_weights": vision})
         if isinstance(self._load_error, BackendUnavailableError) and not isinstance(
                 self._load_error, ModelNotDownloadedError):
             return Health(False, str(self._load_error), extra)

@@ -54,12 +54,15 @@ def _export(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     resolved = resolve_model(args.name or settings.local_model, settings.models_dir)
-    variant = ONNX_WEIGHTS[args.quantize]
-    info(f"exporting {resolved.name} to ONNX ({variant}) for the ONNX Runtime engine; once, cached (minutes, "
-         "several GB of memory while it runs)")
-    files = ensure_variant(resolved.path, variant, progress=not args.json)
-    emit(args, {"name": resolved.name, "variant": variant, "decoder": str(files.decoder), "cache": str(files.root)},
-         f"{resolved.name} ({variant}) is exported at {files.root}; local_engine=auto now runs it with ONNX Runtime")
+    variant, vision = ONNX_WEIGHTS[args.quantize], args.vision_quantize or "fp32"
+    info(f"exporting {resolved.name} to ONNX ({variant}, vision {vision}) for the ONNX Runtime engine; once, cached "
+         "(minutes, several GB of memory while it runs)")
+    files = ensure_variant(resolved.path, variant, vision=vision, progress=not args.json)
+    hint = "" if vision == "fp32" else " with vision_quantize=int8"
+    emit(args, {"name": resolved.name, "variant": variant, "vision": vision, "decoder": str(files.decoder),
+                "vision_encoder": str(files.vision), "cache": str(files.root)},
+         f"{resolved.name} ({variant}, vision {vision}) is exported at {files.root}; local_engine=auto{hint} now runs "
+         "it with ONNX Runtime")
     return 0
 
 
@@ -165,6 +168,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = actions.add_parser("export", help="export a local FastVLM to ONNX once, for the ONNX Runtime CPU engine")
     p.add_argument("name", nargs="?", help="catalogue name or directory (default: the configured local model)")
     p.add_argument("--quantize", choices=["int8", "int4"], help="the decoder's weights: q8 or q4 (default fp32)")
+    p.add_argument("--vision-quantize", choices=["int8"],
+                   help="the vision encoder's dense convolutions in int8, calibrated on scikit-image photographs "
+                        "(default fp32; run with vision_quantize=int8)")
     add_json_flag(p)
     p.set_defaults(handler=_export)
 

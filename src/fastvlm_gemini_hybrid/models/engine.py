@@ -32,12 +32,14 @@ if TYPE_CHECKING:
 
 ENGINES = ("auto", "torch", "onnx")
 ONNX_WEIGHTS = {None: "fp32", "int8": "q8", "int4": "q4"}
+VISION_WEIGHTS = {None: "fp32", "int8": "int8"}  # `vision_quantize`: the ONNX vision encoder's weights
 
 
 def pick_engine(requested: str | None, device: str, model_dir: Path, quantize: str | None = None,
-                vision_input_size: int | None = None) -> str:
+                vision_input_size: int | None = None, vision_quantize: str | None = None) -> str:
     """`torch` or `onnx` for this setting, device and model (see the module doc for `auto`; a
-    `vision_input_size` keeps `auto` on torch, since the ONNX export's vision input is fixed)."""
+    `vision_input_size` keeps `auto` on torch, since the ONNX export's vision input is fixed; a
+    `vision_quantize` is an ONNX option, so `auto` must find that variant exported too, or it says so)."""
     engine = (requested or "auto").lower()
     if engine not in ENGINES:
         raise ConfigurationError(f"unknown local_engine {engine!r}; choose {', '.join(ENGINES)}")
@@ -51,13 +53,20 @@ def pick_engine(requested: str | None, device: str, model_dir: Path, quantize: s
         return "torch"
     from .onnx_variants import is_exported
 
-    return "onnx" if is_exported(model_dir, ONNX_WEIGHTS.get(quantize, "fp32")) else "torch"
+    return "onnx" if is_exported(model_dir, ONNX_WEIGHTS.get(quantize, "fp32"), vision=vision_quantize or "fp32") \
+        else "torch"
 
 
 def make_runtime(path: Path, settings: Settings) -> Any:
     """The runtime for `path` under `settings` (not loaded yet)."""
     quantize = (settings.quantize or "").lower() or None
-    engine = pick_engine(settings.local_engine, settings.device, path, quantize, settings.vision_input_size)
+    vision = (settings.vision_quantize or "").lower() or None
+    if vision not in VISION_WEIGHTS:
+        raise ConfigurationError(f"unknown vision_quantize {vision!r}; choose int8, or leave it unset")
+    engine = pick_engine(settings.local_engine, settings.device, path, quantize, settings.vision_input_size, vision)
+    if engine == "torch" and vision:
+        raise ConfigurationError("vision_quantize=int8 is an ONNX Runtime option: export it first "
+                                 "(fastvlm-hybrid models export NAME --vision-quantize int8) or set local_engine=onnx")
     if engine == "onnx":
         if settings.vision_input_size:
             raise ConfigurationError("vision_input_size needs local_engine=torch: the ONNX export's vision input "
@@ -67,7 +76,7 @@ def make_runtime(path: Path, settings: Settings) -> Any:
         if quantize not in ONNX_WEIGHTS:
             raise ConfigurationError(f"unknown quantize setting {quantize!r}; choose int8 or int4, or leave it unset")
         return OrtRuntime(path, threads=settings.threads, weights=ONNX_WEIGHTS[quantize],
-                          max_pixels=settings.max_image_pixels)
+                          vision_weights=VISION_WEIGHTS[vision], max_pixels=settings.max_image_pixels)
     from .runtime import FastVLMRuntime
 
     return FastVLMRuntime(path, device=settings.device, dtype=settings.dtype, threads=settings.threads,

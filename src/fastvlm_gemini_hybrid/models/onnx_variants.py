@@ -12,9 +12,9 @@ the engine exports the checkpoint it is given and quantises it with onnxruntime'
   kernels multiply in int8 instead of dequantising to fp32.
 
 Only the decoder (where each generated token reads every weight) is quantised by default; the vision
-encoder runs once per image and stays fp32 unless `vision="int8"` is asked for (dynamic int8 on its
-MatMul/Gemm weights: the attention stages and the projector; its convolutions, most of its time, stay
-fp32; benchmarks/ort_engine.py measures what that buys and costs).
+encoder runs once per image and stays fp32 unless `vision="int8"` is asked for: static int8 on its 96
+dense convolutions, calibrated on scikit-image photographs (models/onnx_vision_quant.py: about 0.7x the
+encoder's time, at a measured cost in feature error; benchmarks/ort_vision_int8.py).
 The embedding table stays fp32 (a lookup reads one row per token); the engine maps its file rather than
 loading it (models/onnx_embedding.py), so only the rows used become resident.
 
@@ -118,10 +118,15 @@ def ensure_variant(model_dir: Path, variant: str = "fp32", *, vision: str = "fp3
                 quantize(base / "decoder_model_merged.onnx", tmp / decoder.name, variant)
     vision_file = base / "vision_encoder.onnx"
     if vision != "fp32":
-        vision_file = root / f"vision-{vision}" / "vision_encoder.onnx"
+        folder = f"vision-{vision}-static"  # not `vision-int8`: that name held the old dynamic recipe
+        vision_file = root / folder / "vision_encoder.onnx"
         if not vision_file.is_file():
-            with _staging(root, f"vision-{vision}") as tmp, step(f"quantise the vision encoder to {vision}", progress):
-                quantize(base / "vision_encoder.onnx", tmp / vision_file.name, vision)
+            from .onnx_vision_quant import calibration_pixels, quantize_vision_static
+
+            with _staging(root, folder) as tmp, step(f"calibrate and quantise the vision encoder to {vision}",
+                                                     progress):
+                quantize_vision_static(base / "vision_encoder.onnx", tmp / vision_file.name,
+                                       calibration_pixels(source))
     return VariantFiles(vision=vision_file, embed=base / "embed_tokens.onnx", decoder=decoder, root=root)
 
 
@@ -213,14 +218,15 @@ __all__ = ["SESSION_FILES", "VARIANTS", "VariantFiles", "check_model_dir", "defa
            "ensure_variant", "model_key", "quantize"]
 
 
-def is_exported(model_dir: Path, variant: str, *, cache_dir: Path | None = None) -> bool:
-    """Whether `variant` of `model_dir` is in the cache already (so loading it costs no export)."""
+def is_exported(model_dir: Path, variant: str, *, vision: str = "fp32", cache_dir: Path | None = None) -> bool:
+    """Whether `variant` (and `vision`) of `model_dir` is in the cache already (so loading costs no export)."""
     try:
         source = check_model_dir(model_dir)
     except (ModelNotDownloadedError, ConfigurationError):
         return False
     root = _cache_root(source, cache_dir)
-    return all((root / sub / "decoder_model_merged.onnx").is_file() for sub in {"fp32", variant})
+    vision_ok = vision == "fp32" or (root / f"vision-{vision}-static" / "vision_encoder.onnx").is_file()
+    return vision_ok and all((root / sub / "decoder_model_merged.onnx").is_file() for sub in {"fp32", variant})
 
 
 def _cache_root(source: Path, cache_dir: Path | None) -> Path:
