@@ -184,3 +184,10 @@ def test_fastvlm_cpu_extra_reports_accuracy_and_batch(tiny_model_dir: Path, caps
     out = capsys.readouterr().out
     assert "numerical cost of each weight format" in out and "vs ours-bf16: max" in out
     assert "batch  2:" in out and "x batch 1" in out
+
+
+def test_configuration_names_carry_the_language_model_and_vision_formats() -> None:
+    extra = _benchmark().extra
+    assert (extra.weights_of("ort-q8+v8"), extra.vision_of("ort-q8+v8")) == ("q8", "int8")
+    assert (extra.weights_of("ort-q4"), extra.vision_of("ort-q4")) == ("q4", "fp32")
+    assert (extra.weights_of("ours-int8"), extra.vision_of("ours-int8")) == ("int8", "fp32")
