@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import shutil
 import sys
 import tempfile
@@ -210,3 +211,19 @@ def quiet_export() -> contextlib.ExitStack:
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore")
     return stack
+
+
+@contextlib.contextmanager
+def quiet_logs() -> Iterator[None]:
+    """onnxruntime's quantisers log every node at INFO (and advise pre-processing on the root logger)."""
+    import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401 - its logger exists once imported
+
+    names = ["", *(n for n in logging.root.manager.loggerDict if n.startswith("onnxruntime"))]
+    saved = {name: logging.getLogger(name).level for name in names}
+    for name in names:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)

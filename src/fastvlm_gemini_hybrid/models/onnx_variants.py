@@ -27,20 +27,17 @@ place, so a crash or a concurrent export never leaves a half-written variant beh
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from .._optional import require
 from ..errors import BadInputError, ConfigurationError, ModelNotDownloadedError
-from .onnx_export import consolidate, export_model_dir, step
+from .onnx_export import consolidate, export_model_dir, quiet_logs, step
 
 EXPORT_VERSION = 1  # bump when the exported graphs change, so caches of the old layout are not reused
 VARIANTS = ("fp32", "int8", "q8", "q4")
@@ -134,7 +131,7 @@ def quantize(src: Path, dst: Path, variant: str) -> None:
     """Write the `variant` quantisation of the ONNX model `src` (weights in `<dst>.data`)."""
     require("onnx", "browser", "quantising ONNX models")
     require("onnxruntime", "browser", "quantising ONNX models")
-    with _quiet_logs():
+    with quiet_logs():
         _quantize(src, dst, variant)
 
 
@@ -163,22 +160,6 @@ def _quantize(src: Path, dst: Path, variant: str) -> None:
             consolidate(dst, dst)
         return
     raise BadInputError(f"no quantisation recipe for {variant!r}")
-
-
-@contextlib.contextmanager
-def _quiet_logs() -> Iterator[None]:
-    """onnxruntime's quantisers log every node at INFO (and advise pre-processing on the root logger)."""
-    import onnxruntime.quantization.matmul_nbits_quantizer  # noqa: F401 - its logger exists once imported
-
-    names = ["", *(n for n in logging.root.manager.loggerDict if n.startswith("onnxruntime"))]
-    saved = {name: logging.getLogger(name).level for name in names}
-    for name in names:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
 
 
 class _staging:

@@ -114,7 +114,7 @@ def quantize_vision_static(src: str | Path, dst: str | Path, pixel_batches: Iter
     require("onnxruntime", "browser", "quantising ONNX models")
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from .onnx_variants import _quiet_logs
+    from .onnx_export import quiet_logs
 
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
@@ -133,7 +133,7 @@ def quantize_vision_static(src: str | Path, dst: str | Path, pixel_batches: Iter
     calibrate = {"percentile": CalibrationMethod.Percentile, "minmax": CalibrationMethod.MinMax,
                  "entropy": CalibrationMethod.Entropy}[method]
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with (tempfile.TemporaryDirectory(prefix=".visq-", dir=dst.parent) as tmp, _quiet_logs(),
+    with (tempfile.TemporaryDirectory(prefix=".visq-", dir=dst.parent) as tmp, quiet_logs(),
           contextlib.redirect_stdout(io.StringIO())):  # the histogram calibrators print their progress
         out = Path(tmp) / dst.name
         quantize_static(src, out, _Reader(batches, input_name),
