@@ -115,7 +115,7 @@ def ensure_variant(model_dir: Path, variant: str = "fp32", *, vision: str = "fp3
                 quantize(base / "decoder_model_merged.onnx", tmp / decoder.name, variant)
     vision_file = base / "vision_encoder.onnx"
     if vision != "fp32":
-        folder = f"vision-{vision}-static"  # not `vision-int8`: that name held the old dynamic recipe
+        folder = _vision_folder(vision)
         vision_file = root / folder / "vision_encoder.onnx"
         if not vision_file.is_file():
             from .onnx_vision_quant import calibration_pixels, quantize_vision_static
@@ -206,10 +206,15 @@ def is_exported(model_dir: Path, variant: str, *, vision: str = "fp32", cache_di
     except (ModelNotDownloadedError, ConfigurationError):
         return False
     root = _cache_root(source, cache_dir)
-    vision_ok = vision == "fp32" or (root / f"vision-{vision}-static" / "vision_encoder.onnx").is_file()
+    vision_ok = vision == "fp32" or (root / _vision_folder(vision) / "vision_encoder.onnx").is_file()
     return vision_ok and all((root / sub / "decoder_model_merged.onnx").is_file() for sub in {"fp32", variant})
 
 
 def _cache_root(source: Path, cache_dir: Path | None) -> Path:
     """The cache entry of one version of a model: every variant lives under it."""
     return (cache_dir or default_cache_dir()).expanduser() / f"{source.name}-{model_key(source)}"
+
+
+def _vision_folder(vision: str) -> str:
+    """The cache folder of a quantised vision encoder (not `vision-int8`: that held the old dynamic recipe)."""
+    return f"vision-{vision}-static"

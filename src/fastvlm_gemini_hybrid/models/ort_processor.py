@@ -117,9 +117,8 @@ def _light_parts(model_dir: Path) -> Parts | None:
         generation = SimpleNamespace(**json.loads((model_dir / "generation_config.json").read_text()))
     except (OSError, ValueError):
         generation = None
-    text = {"max_position_embeddings": 32768, "head_dim": text["hidden_size"] // text["num_attention_heads"], **text}
-    if text.get("head_dim") is None:
-        text["head_dim"] = text["hidden_size"] // text["num_attention_heads"]
+    text = {"max_position_embeddings": 32768, **text}
+    text["head_dim"] = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
     return Parts(LightProcessor(tokenizer, ClipImageProcessor(settings), template), SimpleNamespace(**text),
                  int(image_token), generation, torch_free=True)
 
