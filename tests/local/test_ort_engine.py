@@ -178,6 +178,7 @@ async def test_the_backend_runs_on_onnx_and_says_so(engine: OrtRuntime, tiny_mod
     assert type(backend.runtime).__name__ == "OrtRuntime"
     health = await backend.health()
     assert health.ready and "(onnx, fp32)" in health.detail and health.extra["engine"] == "onnx"
+    assert health.extra["decoder"] == ("GroupQueryAttention" if engine.right_padded else "TorchScript")
     await backend.aclose()
 
 
@@ -262,3 +263,61 @@ def test_vision_int8_is_an_onnx_option_exported_on_request(engine: OrtRuntime, t
     with pytest.raises(ConfigurationError, match="unknown vision_quantize"):
         engines.make_runtime(tiny_model_dir, load_settings(home=tmp_path, local_model=str(tiny_model_dir),
                                                            vision_quantize="int4"))
+
+
+# ---------------------------------------------------------------------------- the decoder graph (models/onnx_gqa.py)
+def _decoder_graph(runtime: OrtRuntime) -> Any:
+    import onnx
+
+    path = onnx_variants.ensure_variant(runtime.path, cache_dir=runtime.cache_dir, progress=False).decoder
+    return onnx.load(str(path), load_external_data=False).graph
+
+
+def test_the_decoder_is_the_builders_group_query_attention_graph(engine: OrtRuntime) -> None:
+    pytest.importorskip("onnxruntime_genai", reason="the builder ships in the `browser` extra")
+    graph = _decoder_graph(engine)
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("GroupQueryAttention") == engine.layers
+    assert len(ops) < 20 * engine.layers  # the TorchScript graph has about 110 nodes per layer
+    assert "position_ids" not in {i.name for i in graph.input} and engine.right_padded
+    assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 1  # the head sees the last position only
+
+
+def test_without_the_builder_the_export_falls_back_to_torchscript(
+        engine: OrtRuntime, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from fastvlm_gemini_hybrid.models import onnx_export
+    from fastvlm_gemini_hybrid.models.onnx_gqa import BuilderUnavailable
+
+    def unavailable(*_: Any) -> Path:
+        raise BuilderUnavailable("the builder does not know this model (simulated)")
+
+    monkeypatch.setattr(onnx_export, "build_decoder", unavailable)
+    traced = OrtRuntime(tiny_model_dir, threads=2, cache_dir=tmp_path, progress=True)
+    traced.load()
+    assert "(simulated); exporting the TorchScript decoder instead" in capsys.readouterr().err
+    assert "position_ids" in {i.name for i in _decoder_graph(traced).input} and not traced.right_padded
+    # Both graphs answer alike: logits on one token path, and a batch of uneven rows (left-padded for the
+    # traced graph, right-padded and prefilled row by row for the builder's) against one by one.
+    item = _items()[0]
+    path = engine.generate([item], ignore_eos=True)[0].token_ids
+    assert np.allclose(traced.score(item, path), engine.score(item, path), atol=1e-4)
+    uneven = [*_items(10), GenItem("A question without a picture, and a longer one than the others.", (),
+                                   GenerationOptions(max_tokens=10))]
+    for runtime in (engine, traced):
+        assert [o.token_ids for o in runtime.generate(uneven)] == [runtime.generate([i])[0].token_ids
+                                                                   for i in uneven]
+    assert [o.token_ids for o in traced.generate(uneven)] == [o.token_ids for o in engine.generate(uneven)]
+
+
+def test_the_builder_missing_is_a_clear_reason(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import sys
+
+    from fastvlm_gemini_hybrid.models import onnx_gqa
+
+    monkeypatch.setitem(sys.modules, "onnxruntime_genai", None)  # as if not installed
+    monkeypatch.setitem(sys.modules, "onnxruntime_genai.models", None)
+    monkeypatch.setitem(sys.modules, "onnxruntime_genai.models.builder", None)
+    assert not onnx_gqa.builder_available()
+    with pytest.raises(onnx_gqa.BuilderUnavailable, match=r"pip install 'fastvlm-gemini-hybrid\[browser\]'"):
+        onnx_gqa.build_decoder(object(), object(), tmp_path)

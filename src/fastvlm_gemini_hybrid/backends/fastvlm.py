@@ -198,7 +198,8 @@ class FastVLMBackend(Backend):
             shown = weights if vision == "fp32" else f"{weights}, vision {vision}"
             return Health(True, f"loaded {self.default_model} on {rt.device} ({engine}, {shown})",
                           {**extra, "path": str(loaded.path), "device": rt.device, "engine": engine,
-                           "weights": weights, "vision_weights": vision})
+                           "weights": weights, "vision_weights": vision,
+                           **({"decoder": rt.decoder_graph} if hasattr(rt, "decoder_graph") else {})})
         if isinstance(self._load_error, BackendUnavailableError) and not isinstance(
                 self._load_error, ModelNotDownloadedError):
             return Health(False, str(self._load_error), extra)

@@ -16,7 +16,10 @@ Full size (Qwen2-0.5B + fastvit_mci3 at 1024 px) is about 2 GB of fp32 weights, 
 limit, so `export_model_dir` writes weights as external data (one `<file>.data` per session), loads the
 bf16 checkpoint as fp32, exports one session at a time, frees each part of the model once its session is
 written, and reports progress on stderr. The engine's decoder returns the last position's logits only
-(`last_logits_only`), sparing the 150k-wide head over every prompt position at prefill.
+(`last_logits_only`), sparing the 150k-wide head over every prompt position at prefill. For the engine,
+the decoder comes from onnxruntime-genai's builder when it is installed and knows the language model
+(models/onnx_gqa.py: GroupQueryAttention, a tenth of the nodes); the TorchScript decoder is the fallback.
+The browser bundle keeps the TorchScript decoder: its in-browser tests run that graph.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .._optional import require
+from .onnx_gqa import BuilderUnavailable, build_decoder
 
 OPSET = 18
 SESSIONS = ("vision_encoder", "embed_tokens", "decoder_model_merged")
@@ -168,12 +172,26 @@ def export_model_dir(source: Path, onnx_dir: Path, *, progress: bool = True) -> 
     with step("export embed_tokens", progress):
         export_embed(torch, model, onnx_dir / "embed_tokens.onnx", external_data=True)
     with tempfile.TemporaryDirectory(prefix="decoder-", dir=onnx_dir) as tmp:
-        with step("export decoder_model_merged (TorchScript tracing)", progress):
-            export_decoder(torch, model, Path(tmp) / "decoder_model_merged.onnx", last_logits_only=True)
+        built = _decoder(torch, model, processor.tokenizer, Path(tmp), progress)
         del model
         gc.collect()
         with step("gather the decoder's weights into one external-data file", progress):
-            consolidate(Path(tmp) / "decoder_model_merged.onnx", onnx_dir / "decoder_model_merged.onnx")
+            consolidate(built, onnx_dir / "decoder_model_merged.onnx")
+
+
+def _decoder(torch: Any, model: Any, tokenizer: Any, workdir: Path, progress: bool) -> Path:
+    """The builder's GroupQueryAttention decoder (models/onnx_gqa.py), else the TorchScript one."""
+    try:
+        with step("build decoder_model_merged (onnxruntime-genai builder, GroupQueryAttention)", progress):
+            return build_decoder(model, tokenizer, workdir)
+    except BuilderUnavailable as why:
+        if progress:
+            print(f"[onnx] {why}; exporting the TorchScript decoder instead (slower per token)",
+                  file=sys.stderr, flush=True)
+    path = workdir / "decoder_model_merged.onnx"
+    with step("export decoder_model_merged (TorchScript tracing)", progress):
+        export_decoder(torch, model, path, last_logits_only=True)
+    return path
 
 
 def consolidate(src: Path, dst: Path) -> None:

@@ -14,7 +14,9 @@ preprocessing digest; for one item with images, the KV cache of the prompt up to
 per (images, prefix ids), so a follow-up on the same picture pays only for its question. The KV cache
 stays in ONNX Runtime's own `OrtValue`s between steps (io_binding): past tensors are never copied into
 numpy, and a cached prefix is shared rather than copied, since every step writes new present tensors.
-Batches are left-padded and decoded together (mask and position ids as the torch engine passes them).
+Batches are decoded together: left-padded for the TorchScript decoder (mask and position ids as the torch
+engine passes them); for the builder's GroupQueryAttention decoder (models/onnx_gqa.py), which reads each
+row's length off the mask, each row is prefilled alone and the caches stacked right-padded.
 Each session is optimised once (ORT_ENABLE_ALL) and the optimised graph saved beside the variant, so
 later loads skip the optimiser. Not thread-safe, like `FastVLMRuntime`: one caller at a time.
 """
@@ -121,8 +123,14 @@ class OrtRuntime:
         for name, path in (("vision", files.vision), ("decoder", files.decoder)):
             self.sessions[name] = self._session(path, files.root, arena=name == "decoder" or self.vision_arena)
         self.model = self.sessions["decoder"]
-        self.past_names = [f"past_key_values.{i}.{kv}" for i in range(self.layers) for kv in ("key", "value")]
         self.output_names = [o.name for o in self.model.get_outputs()]
+        # each present feeds the past of the same name, in the graph's output order (the TorchScript graph
+        # interleaves keys and values, the builder's lists every key first)
+        self.past_names = [name.replace("present", "past_key_values", 1) for name in self.output_names[1:]]
+        # The builder's GroupQueryAttention graph (models/onnx_gqa.py) has no position ids: it reads each
+        # row's length off the mask, so its batches are right-padded. The TorchScript graph is left-padded.
+        self.right_padded = "position_ids" not in {i.name for i in self.model.get_inputs()}
+        self.decoder_graph = "GroupQueryAttention" if self.right_padded else "TorchScript"  # shown by health
 
     def _session(self, path: Path, root: Path, *, arena: bool = True) -> Any:
         """An InferenceSession over the cached optimised graph, or over `path` (saving that graph)."""
@@ -210,7 +218,8 @@ class OrtRuntime:
         binding = self.model.io_binding()
         binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds, dtype=np.float32))
         binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask, dtype=np.int64))
-        binding.bind_cpu_input("position_ids", np.ascontiguousarray(positions, dtype=np.int64))
+        if not self.right_padded:
+            binding.bind_cpu_input("position_ids", np.ascontiguousarray(positions, dtype=np.int64))
         for name, value in zip(self.past_names, past, strict=True):
             binding.bind_ortvalue_input(name, value)
         for name in self.output_names:
@@ -258,13 +267,19 @@ class OrtRuntime:
         prefill = time.perf_counter()
         if len(items) == 1 and items[0].images:
             logits, past = self._prefill_with_prefix(ids, feats, items[0])
+        elif self.right_padded and len(items) > 1:
+            logits, past = self._prefill_rows(ids, mask, feats, items)
         else:
             logits, past = self._forward(self._embed(ids, feats), mask, positions, self._empty_past(len(items)))
         self.last_timings["prefill_s"] = time.perf_counter() - prefill
-        state = {"past": past, "mask": mask, "last": positions[:, -1:]}
+        state = {"past": past, "mask": mask, "last": positions[:, -1:], "lengths": mask.sum(-1, keepdims=True)}
 
         def step(chosen: np.ndarray) -> np.ndarray:
-            state["mask"] = np.concatenate([state["mask"], np.ones((len(items), 1), np.int64)], axis=1)
+            if self.right_padded:  # each row's tokens first, then its padding
+                state["lengths"] = state["lengths"] + 1
+                state["mask"] = (np.arange(state["mask"].shape[1] + 1)[None] < state["lengths"]).astype(np.int64)
+            else:
+                state["mask"] = np.concatenate([state["mask"], np.ones((len(items), 1), np.int64)], axis=1)
             state["last"] = state["last"] + 1
             embeds = self._embed(chosen[:, None], [])
             out, state["past"] = self._forward(embeds, state["mask"], state["last"], state["past"])
@@ -272,6 +287,26 @@ class OrtRuntime:
 
         return ort_decoding.decode(self, items, logits, step, max_new=max_new, input_lengths=lengths, start=start,
                                    on_token=on_token, ignore_eos=ignore_eos, forced=forced, record=record)
+
+    def _prefill_rows(self, ids: np.ndarray, mask: np.ndarray, feats: list[np.ndarray],
+                      items: list[GenItem]) -> tuple[np.ndarray, list[Any]]:
+        """A right-padded batch for the GroupQueryAttention graph: each row prefilled alone (prefill is
+        compute-bound, so nothing is lost), the caches stacked with each row's padding after its tokens."""
+        rows, k = [], 0
+        for row, item in enumerate(items):
+            row_ids = ids[row:row + 1, mask[row] == 1]
+            row_feats = feats[k:k + len(item.images)]
+            k += len(item.images)
+            rows.append(self._forward(self._embed(row_ids, row_feats), np.ones_like(row_ids),
+                                      np.arange(row_ids.shape[1])[None], self._empty_past(1)))
+        lengths = mask.sum(-1)
+        past = []
+        for index in range(len(self.past_names)):
+            stacked = np.zeros((len(items), self.kv_heads, ids.shape[1], self.head_dim), np.float32)
+            for row, (_, present) in enumerate(rows):
+                stacked[row, :, :lengths[row]] = present[index].numpy()[0]
+            past.append(self._ort.OrtValue.ortvalue_from_numpy(stacked))
+        return np.concatenate([logits for logits, _ in rows]), past
 
     def _prefill_with_prefix(self, ids: np.ndarray, feats: list[np.ndarray],
                              item: GenItem) -> tuple[np.ndarray, list[Any]]:
