@@ -283,6 +283,26 @@ def test_the_decoder_is_the_builders_group_query_attention_graph(engine: OrtRunt
     assert graph.output[0].type.tensor_type.shape.dim[1].dim_value == 1  # the head sees the last position only
 
 
+def test_decode_fills_the_cache_in_place_and_leaves_the_prefill_cache_alone(engine: OrtRuntime) -> None:
+    pytest.importorskip("onnxruntime_genai", reason="the builder ships in the `browser` extra")
+    assert engine.embeddings is not None
+    hidden = engine.embeddings(np.zeros((1, 1), np.int64)).shape[-1]
+    embeds = np.random.default_rng(0).standard_normal((1, 6, hidden)).astype(np.float32)
+    _, prefill = engine._forward(embeds[:, :5], np.ones((1, 5), np.int64), np.arange(5)[None], engine._empty_past(1))
+    before = [value.numpy().copy() for value in prefill]
+    roomy = engine._with_room(prefill, 3)
+    assert [v.shape() for v in roomy] == [[1, engine.kv_heads, 8, engine.head_dim]] * len(prefill)
+    logits, presents = engine._forward(embeds[:, 5:], np.ones((1, 6), np.int64), np.array([[5]]), roomy,
+                                       in_place=True)
+    assert presents is roomy  # written into, not copied
+    written = roomy[0].numpy()[0]
+    assert np.array_equal(written[:, :5], before[0][0]) and np.abs(written[:, 5]).sum() > 0
+    assert not np.abs(written[:, 6:]).any()
+    assert all(np.array_equal(v.numpy(), b) for v, b in zip(prefill, before, strict=True))
+    whole, _ = engine._forward(embeds, np.ones((1, 6), np.int64), np.arange(6)[None], engine._empty_past(1))
+    assert np.allclose(logits, whole, atol=1e-4)
+
+
 def test_without_the_builder_the_export_falls_back_to_torchscript(
         engine: OrtRuntime, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:

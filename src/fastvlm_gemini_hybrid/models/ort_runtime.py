@@ -213,8 +213,10 @@ class OrtRuntime:
         return [self._ort.OrtValue.ortvalue_from_numpy(empty) for _ in self.past_names]
 
     def _forward(self, embeds: np.ndarray, mask: np.ndarray, positions: np.ndarray,
-                 past: list[Any]) -> tuple[np.ndarray, list[Any]]:
-        """One decoder call; returns the last position's logits (batch, vocab) and the present OrtValues."""
+                 past: list[Any], *, in_place: bool = False) -> tuple[np.ndarray, list[Any]]:
+        """One decoder call; returns the last position's logits (batch, vocab) and the present OrtValues.
+        `in_place` (GroupQueryAttention graph, past buffers from `_with_room`): the step writes its keys and
+        values into the past buffers, which are returned as the presents."""
         binding = self.model.io_binding()
         binding.bind_cpu_input("inputs_embeds", np.ascontiguousarray(embeds, dtype=np.float32))
         binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask, dtype=np.int64))
@@ -222,11 +224,28 @@ class OrtRuntime:
             binding.bind_cpu_input("position_ids", np.ascontiguousarray(positions, dtype=np.int64))
         for name, value in zip(self.past_names, past, strict=True):
             binding.bind_ortvalue_input(name, value)
-        for name in self.output_names:
-            binding.bind_output(name, "cpu")
+        binding.bind_output(self.output_names[0], "cpu")
+        for name, value in zip(self.output_names[1:], past, strict=True):
+            if in_place:
+                binding.bind_ortvalue_output(name, value)
+            else:
+                binding.bind_output(name, "cpu")
         self.model.run_with_iobinding(binding)
         outs = binding.get_outputs()
-        return outs[0].numpy()[:, -1, :], list(outs[1:])
+        return outs[0].numpy()[:, -1, :], past if in_place else list(outs[1:])
+
+    def _with_room(self, past: list[Any], room: int) -> list[Any]:
+        """The prefill's caches copied into buffers `room` positions longer, which the GroupQueryAttention
+        graph then fills in place, step by step, instead of writing a new, longer copy of every layer's
+        cache each token (3 to 5% more tokens/s in fp32 and q8 on two cores: benchmarks/ort_kv_in_place.py).
+        A copy, so a cached prefix is never written into."""
+        out = []
+        for value in past:
+            cache = value.numpy()
+            buffer = np.zeros((*cache.shape[:2], cache.shape[2] + room, cache.shape[3]), np.float32)
+            buffer[:, :, :cache.shape[2]] = cache
+            out.append(self._ort.OrtValue.ortvalue_from_numpy(buffer))
+        return out
 
     # ------------------------------------------------------------------ generation
     def generate(self, items: list[GenItem], on_token: TokenCallback | None = None, *,
@@ -272,6 +291,8 @@ class OrtRuntime:
         else:
             logits, past = self._forward(self._embed(ids, feats), mask, positions, self._empty_past(len(items)))
         self.last_timings["prefill_s"] = time.perf_counter() - prefill
+        if self.right_padded:
+            past = self._with_room(past, max(max_new, len(forced or ())))
         state = {"past": past, "mask": mask, "last": positions[:, -1:], "lengths": mask.sum(-1, keepdims=True)}
 
         def step(chosen: np.ndarray) -> np.ndarray:
@@ -282,7 +303,8 @@ class OrtRuntime:
                 state["mask"] = np.concatenate([state["mask"], np.ones((len(items), 1), np.int64)], axis=1)
             state["last"] = state["last"] + 1
             embeds = self._embed(chosen[:, None], [])
-            out, state["past"] = self._forward(embeds, state["mask"], state["last"], state["past"])
+            out, state["past"] = self._forward(embeds, state["mask"], state["last"], state["past"],
+                                               in_place=self.right_padded)
             return out
 
         return ort_decoding.decode(self, items, logits, step, max_new=max_new, input_lengths=lengths, start=start,
