@@ -4,9 +4,10 @@ Why: the TorchScript export of Qwen2 writes each layer as about 110 small nodes 
 arithmetic, repeat_kv, softmax, KV concat), and ONNX Runtime's optimiser fuses only the layer norms, so
 one q8 decode step of the 0.5B model dispatched 2,670 nodes. The builder writes a layer as about 11: a
 packed QKV MatMul, one `GroupQueryAttention` (rotary, KV append and attention in one kernel) and fused
-`SkipSimplifiedLayerNormalization`s; 274 nodes in all. Measured on the full-size 0.5B, 2 cores (one
-process per graph, 272-token prefill then 32 steps): fp32 decode 13.3 against 12.2 tok/s, q8 30.9 against
-25.5, fp32 prefill 1.25 against 1.36 s, and the two fp32 graphs' logits equal to float rounding.
+`SkipSimplifiedLayerNormalization`s; 275 nodes in all. Measured on the full-size 0.5B, 2 cores
+(benchmarks/ort_decoder_graphs.py: one process per graph, 272-token prefill then 32 steps, best of 3):
+fp32 decode 14.8 against 11.9 tok/s, q8 34.2 against 29.9, fp32 prefill 0.94x the time, and the two fp32
+graphs' logits 2e-6 apart.
 
 What the engine (models/ort_runtime.py) must do differently with this graph:
 - there is no `position_ids` input: GroupQueryAttention takes each row's length from the attention
