@@ -290,7 +290,7 @@ def test_decode_fills_the_cache_in_place_and_leaves_the_prefill_cache_alone(engi
     embeds = np.random.default_rng(0).standard_normal((1, 6, hidden)).astype(np.float32)
     _, prefill = engine._forward(embeds[:, :5], np.ones((1, 5), np.int64), np.arange(5)[None], engine._empty_past(1))
     before = [value.numpy().copy() for value in prefill]
-    roomy = engine._with_room(prefill, 3)
+    roomy = engine._with_room([prefill], 3)
     assert [v.shape() for v in roomy] == [[1, engine.kv_heads, 8, engine.head_dim]] * len(prefill)
     logits, presents = engine._forward(embeds[:, 5:], np.ones((1, 6), np.int64), np.array([[5]]), roomy,
                                        in_place=True)

@@ -234,16 +234,22 @@ class OrtRuntime:
         outs = binding.get_outputs()
         return outs[0].numpy()[:, -1, :], past if in_place else list(outs[1:])
 
-    def _with_room(self, past: list[Any], room: int) -> list[Any]:
-        """The prefill's caches copied into buffers `room` positions longer, which the GroupQueryAttention
-        graph then fills in place, step by step, instead of writing a new, longer copy of every layer's
-        cache each token (3 to 5% more tokens/s in fp32 and q8 on two cores: benchmarks/ort_kv_in_place.py).
-        A copy, so a cached prefix is never written into."""
+    def _with_room(self, caches: list[list[Any]], room: int) -> list[Any]:
+        """The prefill's caches (one list per prefilled chunk of rows) copied, rows stacked with each row's
+        padding after its tokens, into buffers `room` positions longer than the longest row, which the
+        GroupQueryAttention graph then fills in place, step by step, instead of writing a new, longer copy
+        of every layer's cache each token (3 to 5% more tokens/s in fp32 and q8 on two cores:
+        benchmarks/ort_kv_in_place.py). One copy, so a cached prefix is never written into."""
+        width = max(chunk[0].shape()[2] for chunk in caches)
+        batch = sum(chunk[0].shape()[0] for chunk in caches)
         out = []
-        for value in past:
-            cache = value.numpy()
-            buffer = np.zeros((*cache.shape[:2], cache.shape[2] + room, cache.shape[3]), np.float32)
-            buffer[:, :, :cache.shape[2]] = cache
+        for index in range(len(caches[0])):
+            buffer = np.zeros((batch, self.kv_heads, width + room, self.head_dim), np.float32)
+            row = 0
+            for chunk in caches:
+                cache = chunk[index].numpy()
+                buffer[row:row + cache.shape[0], :, :cache.shape[2]] = cache
+                row += cache.shape[0]
             out.append(self._ort.OrtValue.ortvalue_from_numpy(buffer))
         return out
 
@@ -286,13 +292,14 @@ class OrtRuntime:
         prefill = time.perf_counter()
         if len(items) == 1 and items[0].images:
             logits, past = self._prefill_with_prefix(ids, feats, items[0])
+            caches = [past]
         elif self.right_padded and len(items) > 1:
-            logits, past = self._prefill_rows(ids, mask, feats, items)
+            logits, caches = self._prefill_rows(ids, mask, feats, items)
         else:
             logits, past = self._forward(self._embed(ids, feats), mask, positions, self._empty_past(len(items)))
+            caches = [past]
         self.last_timings["prefill_s"] = time.perf_counter() - prefill
-        if self.right_padded:
-            past = self._with_room(past, max(max_new, len(forced or ())))
+        past = self._with_room(caches, max(max_new, len(forced or ()))) if self.right_padded else caches[0]
         state = {"past": past, "mask": mask, "last": positions[:, -1:], "lengths": mask.sum(-1, keepdims=True)}
 
         def step(chosen: np.ndarray) -> np.ndarray:
@@ -311,24 +318,19 @@ class OrtRuntime:
                                    on_token=on_token, ignore_eos=ignore_eos, forced=forced, record=record)
 
     def _prefill_rows(self, ids: np.ndarray, mask: np.ndarray, feats: list[np.ndarray],
-                      items: list[GenItem]) -> tuple[np.ndarray, list[Any]]:
-        """A right-padded batch for the GroupQueryAttention graph: each row prefilled alone (prefill is
-        compute-bound, so nothing is lost), the caches stacked with each row's padding after its tokens."""
-        rows, k = [], 0
+                      items: list[GenItem]) -> tuple[np.ndarray, list[list[Any]]]:
+        """A batch for the GroupQueryAttention graph: each row prefilled alone (prefill is compute-bound,
+        so nothing is lost); `_with_room` then stacks the rows' caches right-padded."""
+        logits, caches, k = [], [], 0
         for row, item in enumerate(items):
             row_ids = ids[row:row + 1, mask[row] == 1]
             row_feats = feats[k:k + len(item.images)]
             k += len(item.images)
-            rows.append(self._forward(self._embed(row_ids, row_feats), np.ones_like(row_ids),
-                                      np.arange(row_ids.shape[1])[None], self._empty_past(1)))
-        lengths = mask.sum(-1)
-        past = []
-        for index in range(len(self.past_names)):
-            stacked = np.zeros((len(items), self.kv_heads, ids.shape[1], self.head_dim), np.float32)
-            for row, (_, present) in enumerate(rows):
-                stacked[row, :, :lengths[row]] = present[index].numpy()[0]
-            past.append(self._ort.OrtValue.ortvalue_from_numpy(stacked))
-        return np.concatenate([logits for logits, _ in rows]), past
+            row_logits, present = self._forward(self._embed(row_ids, row_feats), np.ones_like(row_ids),
+                                                np.arange(row_ids.shape[1])[None], self._empty_past(1))
+            logits.append(row_logits)
+            caches.append(present)
+        return np.concatenate(logits), caches
 
     def _prefill_with_prefix(self, ids: np.ndarray, feats: list[np.ndarray],
                              item: GenItem) -> tuple[np.ndarray, list[Any]]:
