@@ -30,7 +30,8 @@ follow-up <= 0.3x TTFT, and the default format's logits within 2% (mean relative
 Then, each in a process of its own (benchmarks/fastvlm_cpu_extra.py): the numerical cost of each weight
 format (logits against bf16 and fp32, teacher-forced; `--no-accuracy` skips it), batch throughput at
 batch sizes 1, 4, 8 for `--batch-config` (`--no-batch` skips it), and that configuration's vision encode
-and TTFT at `vision_input_size` 1024, 768 and 512 (`--no-vision-sizes` skips it).
+and TTFT at `vision_input_size` 1024, 768 and 512 (`--no-vision-sizes` skips it). To set a smaller input
+beside plain usage in the same interleaved runs, name it: `--configs plain-fp32,ort-fp32,ort-fp32@768`.
 
 Then the limits, measured in one more process on this machine (models/roofline.py; `--no-roofline` skips
 it): decode tokens/s as a share of the bandwidth roofline (copy bandwidth / the language model's weight
@@ -58,7 +59,8 @@ import fastvlm_cpu_extra as extra
 
 BUILD_VERSION = 2  # 2: the vision tower's signal kept alive (architecture.init_vision_tower); older dirs rebuild
 CONFIGS = ("plain-fp32", "plain-bf16", "ours-fp32", "ours-bf16", "ours-int8", "ours-int4", "ort-fp32", "ort-q8",
-           "ort-q4", "ort-q8+v8")  # +v8: the int8 vision encoder (vision_quantize=int8)
+           "ort-q4", "ort-q8+v8")  # +v8: the int8 vision encoder (vision_quantize=int8); any ours-/ort- name may end in
+# "@SIZE" for `vision_input_size` (ort-fp32@768), timed in the same interleaved runs as the rest
 
 
 def build(model_dir: Path) -> None:
@@ -177,7 +179,7 @@ class Ours:
 
 def make(name: str, model_dir: Path) -> Any:
     kind, fmt = name.split("-")
-    if kind == "plain":
+    if kind == "plain":  # the model card's usage has no input-size option: "@SIZE" is ours only
         return Plain(model_dir, {"fp32": "float32", "bf16": "bfloat16"}[fmt])
     return Ours(model_dir, name)
 
@@ -343,7 +345,7 @@ def report_roofline(results: dict[str, Any], roof: dict[str, Any]) -> None:
     for name, result in results.items():
         vision = result["samples"].get("vision_s")
         dtype = "bfloat16" if name.endswith("bf16") else "float32"
-        if not vision or dtype not in peaks or min(vision) <= 0:
+        if not vision or dtype not in peaks or min(vision) <= 0 or "@" in name:  # @SIZE: other FLOPs
             continue
         achieved = roof["vision_flops"] / min(vision) / 1e9
         print(f"  {name:<14}{min(vision):>16.3f}{achieved:>10.2f}{peaks[dtype]:>13.2f}"
@@ -385,6 +387,11 @@ def main() -> int:
     if args.quick:
         args.runs, args.tokens = 2, 12
     names = [c for c in args.configs.split(",") if c]
+    for name in names:
+        base, _, size = name.partition("@")
+        if base not in CONFIGS or (size and (base.startswith("plain") or not size.isdigit())):
+            parser.error(f"unknown configuration {name!r}: one of {', '.join(CONFIGS)}, the ours-/ort- ones "
+                         "optionally with @SIZE (a vision_input_size, e.g. ort-fp32@768)")
     if args.worker == "accuracy":
         print(json.dumps(extra.worker_accuracy(args.model_dir, names)))
         return 0

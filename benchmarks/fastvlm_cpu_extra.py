@@ -24,13 +24,18 @@ BATCH_TOKENS = 16
 
 
 def weights_of(name: str) -> str:
-    """The language model's format of a configuration: "ort-q8+v8" -> "q8"."""
-    return name.split("-")[1].split("+")[0]
+    """The language model's format of a configuration: "ort-q8+v8@768" -> "q8"."""
+    return name.split("@")[0].split("-")[1].split("+")[0]
 
 
 def vision_of(name: str) -> str:
     """The ONNX vision encoder's weights: "+v8" is the int8 encoder (models/onnx_vision_quant.py)."""
-    return "int8" if name.endswith("+v8") else "fp32"
+    return "int8" if name.split("@")[0].endswith("+v8") else "fp32"
+
+
+def size_of(name: str) -> int | None:
+    """The `vision_input_size` of a configuration: "ort-fp32@768" -> 768; none: the checkpoint's."""
+    return int(name.split("@")[1]) if "@" in name else None
 
 
 def make_runtime(model_dir: Path, name: str, vision_input_size: int | None = None) -> Any:
@@ -38,12 +43,13 @@ def make_runtime(model_dir: Path, name: str, vision_input_size: int | None = Non
     ort-fp32|q8|q4|int8, each optionally +v8 for the int8 vision encoder (OrtRuntime), on this machine's CPU
     with its physical cores for both (torch's default).
     The ONNX engine imports no torch, so a peak-RSS worker of an ort-* configuration never loads it."""
-    kind, fmt = name.split("-")
+    vision_input_size = vision_input_size or size_of(name)
+    kind, fmt = name.split("@")[0].split("-")
     if kind == "ort":
         from fastvlm_gemini_hybrid.models.ort_runtime import OrtRuntime, physical_cores
 
         runtime: Any = OrtRuntime(model_dir, threads=physical_cores(), weights=weights_of(name),
-                                  vision_weights=vision_of(name))
+                                  vision_weights=vision_of(name), vision_input_size=vision_input_size)
     elif fmt == "bf16lm":  # a reference: bf16's own rounding of the language model, the vision tower in fp32
         return _bf16_language_model(model_dir)
     else:
@@ -106,7 +112,8 @@ def worker_accuracy(model_dir: Path, names: list[str]) -> dict[str, Any]:
     items = _items(ACCURACY_TOKENS, ACCURACY_PICTURES, ACCURACY_PROMPTS)
     logits: dict[str, list[Any]] = {}
     answers: list[list[int]] = []
-    for name in [*refs, *[n for n in names if n not in refs and not n.startswith("plain")]]:
+    # plain usage scores the same weights as ours; another input size answers about another picture
+    for name in [*refs, *[n for n in names if n not in refs and not n.startswith("plain") and "@" not in n]]:
         runtime = make_runtime(model_dir, name)  # one at a time: two full-size models need not share memory
         if name == refs[0]:
             answers = [runtime.generate([item], ignore_eos=True)[0].token_ids for item in items]

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     threads: int | None = None
     vision_input_size: int | None = Field(
         None, description="FastVLM's vision input in pixels, a multiple of 64 (default: the checkpoint's, 1024 = 256 "
-                          "image tokens; 768 = 144, 512 = 64): faster, less detail; torch engine only")
+                          "image tokens; 768 = 144, 512 = 64): faster, less detail; both engines")
     local_engine: str = Field("auto", description="auto (ONNX Runtime on a CPU when installed, else PyTorch), "
                                                   "torch, onnx: what runs the fastvlm backend (models/engine.py)")
     quantize: str | None = Field(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 from fastvlm_gemini_hybrid.backends.fastvlm import FastVLMBackend
 from fastvlm_gemini_hybrid.errors import ConfigurationError, ModelNotDownloadedError
 from fastvlm_gemini_hybrid.models import onnx_variants
+from fastvlm_gemini_hybrid.models.onnx_export import SIDE_DIM
 from fastvlm_gemini_hybrid.models.ort_runtime import OrtRuntime
 from fastvlm_gemini_hybrid.models.runtime import GenItem, ImageInput
 from fastvlm_gemini_hybrid.types import GenerationOptions
@@ -341,3 +343,40 @@ def test_the_builder_missing_is_a_clear_reason(monkeypatch: pytest.MonkeyPatch, 
     assert not onnx_gqa.builder_available()
     with pytest.raises(onnx_gqa.BuilderUnavailable, match=r"pip install 'fastvlm-gemini-hybrid\[browser\]'"):
         onnx_gqa.build_decoder(object(), object(), tmp_path)
+
+
+def test_vision_input_size_runs_on_the_onnx_export_like_torch(engine: OrtRuntime, tiny_model_dir: Path,
+                                                               onnx_cache: Path) -> None:
+    from fastvlm_gemini_hybrid.models.architecture import TINY_IMAGE_SIZE
+    from fastvlm_gemini_hybrid.models.runtime import FastVLMRuntime
+
+    side = TINY_IMAGE_SIZE + 64  # 320 px: 5 x 5 image tokens instead of 4 x 4, from the same export
+    larger = OrtRuntime(tiny_model_dir, threads=2, cache_dir=onnx_cache, progress=False, vision_input_size=side)
+    larger.load()
+    onnx = pytest.importorskip("onnx")
+    exported = onnx.load(str(onnx_variants.ensure_variant(tiny_model_dir, cache_dir=onnx_cache, progress=False).vision),
+                         load_external_data=False)
+    dims = [d.dim_param or d.dim_value for d in exported.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, SIDE_DIM, SIDE_DIM]  # one export for every side
+    # each session fixes the side, so ORT plans the encoder's buffers for that size
+    assert [r.sessions["vision"].get_inputs()[0].shape[2:] for r in (engine, larger)] == [[TINY_IMAGE_SIZE] * 2,
+                                                                                          [side] * 2]
+    reference = FastVLMRuntime(tiny_model_dir, device="cpu", dtype="float32", vision_input_size=side)
+    reference.load()
+    for item in _items(8):
+        got, want = larger.generate([item])[0], reference.generate([item])[0]
+        assert got.token_ids == want.token_ids
+        assert got.input_tokens == want.input_tokens == engine.generate([item])[0].input_tokens + 5 * 5 - 4 * 4
+    assert larger.prep_key != engine.prep_key  # the vision cache never mixes sizes
+    saved = [p.name for p in onnx_cache.glob("*/optimized/*vision_encoder*.onnx")]
+    assert any(f"-{side}px-" in name for name in saved) and any(f"-{TINY_IMAGE_SIZE}px-" in name for name in saved)
+
+
+def test_an_export_with_a_fixed_side_refuses_another_size(engine: OrtRuntime) -> None:
+    fixed = OrtRuntime.__new__(OrtRuntime)
+    fixed.image_processor = SimpleNamespace(crop_size={"height": 512, "width": 512})
+    fixed.sessions = {"vision": SimpleNamespace(get_inputs=lambda: [SimpleNamespace(shape=["batch", 3, 256, 256])])}
+    with pytest.raises(ConfigurationError, match="takes 256 px pictures only, not 512: export the model again"):
+        fixed._check_vision_side()
+    fixed.image_processor.crop_size = {"height": 256, "width": 256}
+    fixed._check_vision_side()  # its own side is fine

@@ -1,5 +1,6 @@
 """`vision_input_size`: FastVLM's vision input made smaller (or larger) than the checkpoint's, with the image
-token count following, on the torch engine; refused where it cannot apply."""
+token count following, on both engines; refused where it cannot apply. The ONNX engine's side of it
+(its answers equal the torch engine's at the same size) is in test_ort_engine.py, beside its export."""
 
 from __future__ import annotations
 
@@ -41,17 +42,15 @@ def test_sizes_the_tower_cannot_take_are_configuration_errors(tiny_model_dir: Pa
         FastVLMRuntime(tiny_model_dir, device="cpu", vision_input_size=size).load()
 
 
-def test_the_onnx_engine_refuses_it_and_auto_keeps_torch(tiny_model_dir: Path, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_keeps_the_onnx_engine_and_hands_it_the_size(tiny_model_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("onnxruntime")
     from fastvlm_gemini_hybrid.models import onnx_variants
 
     monkeypatch.setattr(engines, "_cpu_only_host", lambda: True)
     monkeypatch.setattr(onnx_variants, "is_exported", lambda *a, **k: True)  # as if the export were cached
-    assert engines.pick_engine("auto", "cpu", tiny_model_dir) == "onnx"  # without the option, auto would use it
-    auto = load_settings(home=tmp_path, local_model=str(tiny_model_dir), vision_input_size=512)
-    assert type(engines.make_runtime(tiny_model_dir, auto)).__name__ == "FastVLMRuntime"
-    explicit = load_settings(home=tmp_path, local_model=str(tiny_model_dir), vision_input_size=512,
-                             local_engine="onnx")
-    with pytest.raises(ConfigurationError, match="needs local_engine=torch"):
-        engines.make_runtime(tiny_model_dir, explicit)
+    for engine in (None, "onnx"):
+        settings = load_settings(home=tmp_path, local_model=str(tiny_model_dir), vision_input_size=512,
+                                 **({"local_engine": engine} if engine else {}))
+        runtime = engines.make_runtime(tiny_model_dir, settings)
+        assert type(runtime).__name__ == "OrtRuntime" and runtime.vision_input_size == 512

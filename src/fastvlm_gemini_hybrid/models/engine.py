@@ -36,9 +36,8 @@ VISION_WEIGHTS = {None: "fp32", "int8": "int8"}  # `vision_quantize`: the ONNX v
 
 
 def pick_engine(requested: str | None, device: str, model_dir: Path, quantize: str | None = None,
-                vision_input_size: int | None = None, vision_quantize: str | None = None) -> str:
+                vision_quantize: str | None = None) -> str:
     """`torch` or `onnx` for this setting, device and model (see the module doc for `auto`; a
-    `vision_input_size` keeps `auto` on torch, since the ONNX export's vision input is fixed; a
     `vision_quantize` is an ONNX option, so `auto` must find that variant exported too, or it says so)."""
     engine = (requested or "auto").lower()
     if engine not in ENGINES:
@@ -47,7 +46,7 @@ def pick_engine(requested: str | None, device: str, model_dir: Path, quantize: s
         if engine == "onnx" and (device or "auto").lower() not in ("auto", "cpu"):
             raise ConfigurationError(f"local_engine=onnx runs on the CPU only; unset it for device={device}")
         return engine
-    if vision_input_size or (device or "auto").lower() not in ("auto", "cpu") or not _cpu_only_host():
+    if (device or "auto").lower() not in ("auto", "cpu") or not _cpu_only_host():
         return "torch"
     if importlib.util.find_spec("onnxruntime") is None or not _is_fastvlm(model_dir):
         return "torch"
@@ -63,20 +62,18 @@ def make_runtime(path: Path, settings: Settings) -> Any:
     vision = (settings.vision_quantize or "").lower() or None
     if vision not in VISION_WEIGHTS:
         raise ConfigurationError(f"unknown vision_quantize {vision!r}; choose int8, or leave it unset")
-    engine = pick_engine(settings.local_engine, settings.device, path, quantize, settings.vision_input_size, vision)
+    engine = pick_engine(settings.local_engine, settings.device, path, quantize, vision)
     if engine == "torch" and vision:
         raise ConfigurationError("vision_quantize=int8 is an ONNX Runtime option: export it first "
                                  "(fastvlm-hybrid models export NAME --vision-quantize int8) or set local_engine=onnx")
     if engine == "onnx":
-        if settings.vision_input_size:
-            raise ConfigurationError("vision_input_size needs local_engine=torch: the ONNX export's vision input "
-                                     "is fixed at the checkpoint's size")
         from .ort_runtime import OrtRuntime
 
         if quantize not in ONNX_WEIGHTS:
             raise ConfigurationError(f"unknown quantize setting {quantize!r}; choose int8 or int4, or leave it unset")
         return OrtRuntime(path, threads=settings.threads, weights=ONNX_WEIGHTS[quantize],
-                          vision_weights=VISION_WEIGHTS[vision], max_pixels=settings.max_image_pixels)
+                          vision_weights=VISION_WEIGHTS[vision], max_pixels=settings.max_image_pixels,
+                          vision_input_size=settings.vision_input_size)
     from .runtime import FastVLMRuntime
 
     return FastVLMRuntime(path, device=settings.device, dtype=settings.dtype, threads=settings.threads,

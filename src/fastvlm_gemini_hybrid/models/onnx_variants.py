@@ -39,7 +39,7 @@ from .._optional import require
 from ..errors import BadInputError, ConfigurationError, ModelNotDownloadedError
 from .onnx_export import consolidate, export_model_dir, quiet_logs, step
 
-EXPORT_VERSION = 2  # bump when the exported graphs change, so caches of the old layout are not reused
+EXPORT_VERSION = 3  # bump when the exported graphs change, so caches of the old layout are not reused
 VARIANTS = ("fp32", "int8", "q8", "q4")
 VISION_VARIANTS = ("fp32", "int8")
 MANIFEST = "manifest.json"

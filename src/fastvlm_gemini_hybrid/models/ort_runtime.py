@@ -40,9 +40,10 @@ from .chat import prompt_text
 from .feature_cache import LRU, TokenCallback, cached_features
 from .items import GenItem, GenOutput, ImageInput
 from .onnx_embedding import EmbeddingTable
+from .onnx_export import SIDE_DIM
 from .onnx_variants import VARIANTS, check_model_dir, ensure_variant
 from .ort_processor import load_parts
-from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key
+from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key, set_input_size
 
 
 def physical_cores() -> int:
@@ -66,7 +67,8 @@ class OrtRuntime:
     def __init__(self, path: str | Path, *, threads: int | None = None, weights: str | None = None,
                  quantize: str | None = None, vision_weights: str = "fp32", vision_cache_size: int = 32,
                  prefix_cache_size: int = 8, max_pixels: int | None = None, cache_dir: str | Path | None = None,
-                 progress: bool = True, device: str = "cpu", dtype: str | None = None) -> None:
+                 progress: bool = True, device: str = "cpu", dtype: str | None = None,
+                 vision_input_size: int | None = None) -> None:
         if device not in ("cpu", "auto"):
             raise ConfigurationError(f"the ONNX Runtime engine runs on the CPU only, not {device!r}")
         self.path = Path(path)
@@ -77,6 +79,7 @@ class OrtRuntime:
             raise ConfigurationError("threads must be a positive number")
         self.threads = threads or physical_cores()
         self.vision_weights = vision_weights
+        self.vision_input_size = vision_input_size
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.progress = progress
         self.max_pixels = max_pixels
@@ -108,6 +111,8 @@ class OrtRuntime:
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
         self.image_processor = self.processor.image_processor
+        if self.vision_input_size:
+            set_input_size(self.image_processor, self.vision_input_size)
         self.prep_key = preprocessing_key(self.image_processor)
         self.fill = fill_colour(self.image_processor)
         text, generation = parts.text, parts.generation
@@ -120,8 +125,10 @@ class OrtRuntime:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
         self.is_fastvlm = True
         self.embeddings = EmbeddingTable.open(files.embed)  # a lookup in the mapped file, not a session
-        for name, path in (("vision", files.vision), ("decoder", files.decoder)):
-            self.sessions[name] = self._session(path, files.root, arena=name == "decoder" or self.vision_arena)
+        side = int(self.image_processor.crop_size["height"])
+        self.sessions["vision"] = self._session(files.vision, files.root, arena=self.vision_arena, side=side)
+        self.sessions["decoder"] = self._session(files.decoder, files.root)
+        self._check_vision_side()
         self.model = self.sessions["decoder"]
         self.output_names = [o.name for o in self.model.get_outputs()]
         # each present feeds the past of the same name, in the graph's output order (the TorchScript graph
@@ -132,11 +139,24 @@ class OrtRuntime:
         self.right_padded = "position_ids" not in {i.name for i in self.model.get_inputs()}
         self.decoder_graph = "GroupQueryAttention" if self.right_padded else "TorchScript"  # shown by health
 
-    def _session(self, path: Path, root: Path, *, arena: bool = True) -> Any:
-        """An InferenceSession over the cached optimised graph, or over `path` (saving that graph)."""
+    def _check_vision_side(self) -> None:
+        """A `vision_input_size` needs an export whose vision input takes any side (models/onnx_export.py);
+        an export with the side fixed (the browser bundle's, or one made elsewhere) takes that side only."""
+        side = self.sessions["vision"].get_inputs()[0].shape[-1]
+        wanted = int(self.image_processor.crop_size["height"])
+        if isinstance(side, int) and side != wanted:
+            raise ConfigurationError(f"this ONNX export's vision encoder takes {side} px pictures only, not "
+                                     f"{wanted}: export the model again (fastvlm-hybrid models export NAME) or "
+                                     "leave vision_input_size unset")
+
+    def _session(self, path: Path, root: Path, *, arena: bool = True, side: int | None = None) -> Any:
+        """An InferenceSession over the cached optimised graph, or over `path` (saving that graph). `side` fixes
+        an any-size vision encoder's input side for this session, so ORT plans its buffers for that size (one
+        optimised graph per side)."""
         ort = self._ort
         tag = hashlib.sha256(f"{ort.__version__}|{platform.machine()}|{_cpu_flags()}".encode()).hexdigest()[:10]
-        optimized = root / "optimized" / f"{path.parent.name}-{path.stem}-{tag}.onnx"
+        sized = f"-{side}px" if side else ""
+        optimized = root / "optimized" / f"{path.parent.name}-{path.stem}{sized}-{tag}.onnx"
         opts = self._fresh_options(arena)
         if optimized.is_file():
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -145,6 +165,8 @@ class OrtRuntime:
             except Exception:  # noqa: BLE001 - a stale or truncated cache file: rebuild it below
                 optimized.unlink(missing_ok=True)
                 opts = self._fresh_options(arena)
+        if side:  # no effect on an export whose side is fixed already (_check_vision_side then checks it)
+            opts.add_free_dimension_override_by_name(SIDE_DIM, side)
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         optimized.parent.mkdir(parents=True, exist_ok=True)
         partial = optimized.with_name(f".{os.getpid()}-{optimized.name}")
