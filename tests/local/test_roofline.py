@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -191,3 +192,19 @@ def test_configuration_names_carry_the_language_model_and_vision_formats() -> No
     assert (extra.weights_of("ort-q8+v8"), extra.vision_of("ort-q8+v8")) == ("q8", "int8")
     assert (extra.weights_of("ort-q4"), extra.vision_of("ort-q4")) == ("q4", "fp32")
     assert (extra.weights_of("ours-int8"), extra.vision_of("ours-int8")) == ("int8", "fp32")
+
+
+def test_fastvlm_cpu_names_take_a_vision_input_size(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    bench = _benchmark()
+    extra = bench.extra
+    name = "ort-q8+v8@768"
+    assert (extra.weights_of(name), extra.vision_of(name), extra.size_of(name)) == ("q8", "int8", 768)
+    assert (extra.weights_of("ours-int4"), extra.vision_of("ours-int4"), extra.size_of("ours-int4")) == \
+        ("int4", "fp32", None)
+    for bad in ("plain-fp32@768", "ort-fp32@big", "ort-q3"):  # plain usage has no input-size option
+        monkeypatch.setattr(sys, "argv", ["fastvlm_cpu.py", "--configs", f"ort-fp32,{bad}"])
+        with pytest.raises(SystemExit) as exit_info:
+            bench.main()
+        assert exit_info.value.code == 2
+        assert f"unknown configuration {bad!r}" in capsys.readouterr().err
