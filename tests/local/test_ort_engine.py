@@ -372,6 +372,11 @@ def test_vision_input_size_runs_on_the_onnx_export_like_torch(engine: OrtRuntime
     assert any(f"-{side}px-" in name for name in saved) and any(f"-{TINY_IMAGE_SIZE}px-" in name for name in saved)
 
 
+def test_a_side_the_tower_cannot_take_is_refused_before_any_export(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="multiple of 64 between 256 and 2048, got 300"):
+        OrtRuntime(tmp_path / "never-read", vision_input_size=300)
+
+
 def test_an_export_with_a_fixed_side_refuses_another_size(engine: OrtRuntime) -> None:
     fixed = OrtRuntime.__new__(OrtRuntime)
     fixed.image_processor = SimpleNamespace(crop_size={"height": 512, "width": 512})

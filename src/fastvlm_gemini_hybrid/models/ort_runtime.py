@@ -43,7 +43,14 @@ from .onnx_embedding import EmbeddingTable
 from .onnx_export import SIDE_DIM
 from .onnx_variants import VARIANTS, check_model_dir, ensure_variant
 from .ort_processor import load_parts
-from .preprocess import decode_image, fill_colour, pad_to_square, preprocessing_key, set_input_size
+from .preprocess import (
+    check_input_size,
+    decode_image,
+    fill_colour,
+    pad_to_square,
+    preprocessing_key,
+    set_input_size,
+)
 
 
 def physical_cores() -> int:
@@ -79,6 +86,8 @@ class OrtRuntime:
             raise ConfigurationError("threads must be a positive number")
         self.threads = threads or physical_cores()
         self.vision_weights = vision_weights
+        if vision_input_size:
+            check_input_size(vision_input_size)  # before `load`, which may export for minutes first
         self.vision_input_size = vision_input_size
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else None
         self.progress = progress

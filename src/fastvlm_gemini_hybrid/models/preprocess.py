@@ -65,13 +65,18 @@ def preprocessing_key(image_processor: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def check_input_size(size: int, downsampling: int = 64) -> None:
+    """`ConfigurationError` unless `size` is a side FastViT-HD takes: a multiple of 64 from 256 to 2048."""
+    if size % downsampling or not 4 * downsampling <= size <= 2048:
+        raise ConfigurationError(f"vision_input_size must be a multiple of {downsampling} between "
+                                 f"{4 * downsampling} and 2048, got {size}")
+
+
 def set_input_size(image_processor: Any, size: int, downsampling: int = 64) -> int:
     """Make a CLIP-style processor resize and crop to `size` x `size`; returns the image tokens that
     gives (FastViT-HD downsamples by 64: 1024 px = 256 tokens, 768 = 144, 512 = 64). Fewer pixels make
     the vision encoder and the prefill faster, and the model sees less detail than it was trained on."""
-    if size % downsampling or not 4 * downsampling <= size <= 2048:
-        raise ConfigurationError(f"vision_input_size must be a multiple of {downsampling} between "
-                                 f"{4 * downsampling} and 2048, got {size}")
+    check_input_size(size, downsampling)
     if not hasattr(image_processor, "crop_size"):
         raise ConfigurationError("vision_input_size needs a CLIP-style image processor (size and crop_size)")
     image_processor.size = {"shortest_edge": size}
